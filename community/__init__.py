@@ -1,0 +1,1 @@
+"""The `community` command: one CLI that starts each part of the platform."""

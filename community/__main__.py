@@ -1,0 +1,3 @@
+from community.cli import app
+
+app()
