@@ -63,9 +63,7 @@ def wait_for_port(host: str, port: int, timeout: float = 10.0) -> None:
 class MosquittoProcess:
     """A mosquitto child process running the repository's config on a port of its own."""
 
-    def __init__(
-        self, data_dir: Path, port: int | None = None, *, auth_lines: list[str] | None = None
-    ) -> None:
+    def __init__(self, data_dir: Path, port: int | None = None, *, auth_lines: list[str] | None = None) -> None:
         binary = shutil.which("mosquitto")
         if binary is None:
             raise FileNotFoundError("mosquitto is not on PATH (Debian: apt-get install mosquitto)")

@@ -98,9 +98,7 @@ class LoadedGatewayConfig:
                     protocol=profile.protocol,
                     model=" ".join(p for p in (profile.manufacturer, profile.model) if p) or profile.name,
                     location=dev.location,
-                    metrics=[
-                        MetricInfo(name=m.name, unit=m.unit, type=m.value_type) for m in profile.metrics
-                    ],
+                    metrics=[MetricInfo(name=m.name, unit=m.unit, type=m.value_type) for m in profile.metrics],
                 )
             )
         return infos
@@ -126,7 +124,9 @@ def parse_gateway_config(data: object, *, source: str, base_dir: Path) -> Loaded
                 f"{source}: devices[{i}].profile: no profile {dev.profile!r} in {profiles_dir} (known: {known})"
             )
         if profile.protocol == "modbus" and dev.modbus is None:
-            raise ProfileError(f"{source}: devices[{i}].modbus: profile {dev.profile!r} speaks Modbus; give host/port/unit")
+            raise ProfileError(
+                f"{source}: devices[{i}].modbus: profile {dev.profile!r} speaks Modbus; give host/port/unit"
+            )
         if profile.protocol == "mqtt" and dev.mqtt is None:
             raise ProfileError(f"{source}: devices[{i}].mqtt: profile {dev.profile!r} speaks MQTT; give its topic")
     return LoadedGatewayConfig(config=config, profiles=profiles, path=Path(source))

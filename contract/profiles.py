@@ -195,9 +195,7 @@ class _ProfileBase(Strict):
             rule_ids.add(rule.id)
             metric = metrics.get(rule.metric)
             if metric is None:
-                raise ValueError(
-                    f"alarms[{i}].metric: no metric named {rule.metric!r} (metrics: {', '.join(metrics)})"
-                )
+                raise ValueError(f"alarms[{i}].metric: no metric named {rule.metric!r} (metrics: {', '.join(metrics)})")
             kind = metric.value_type
             if rule.condition in ("above", "below") and kind not in ("number", "integer"):
                 raise ValueError(f"alarms[{i}]: '{rule.condition}' needs a numeric metric, {rule.metric} is {kind}")

@@ -9,11 +9,17 @@ always, and the server behind `DATABASE_URL` too when it is set.
 import os
 import shutil
 import uuid
+from collections.abc import Iterator
 from pathlib import Path
 
+import psycopg
 import pytest
+from psycopg import sql
+from psycopg.conninfo import make_conninfo
 
+from cloud.storage.migrate import upgrade
 from community.broker import MosquittoProcess
+from community.embedded_db import EmbeddedPostgres
 
 
 @pytest.fixture(scope="session")
@@ -50,3 +56,102 @@ def unique_id() -> str:
 @pytest.fixture(scope="session")
 def repo_root() -> Path:
     return Path(__file__).resolve().parent.parent
+
+
+# --- PostgreSQL ---------------------------------------------------------------------------
+
+EMBEDDED = "embedded-pg18"
+EXTERNAL = "database-url"
+
+
+def _server_names() -> list[str]:
+    return [EMBEDDED, EXTERNAL] if os.environ.get("DATABASE_URL") else [EMBEDDED]
+
+
+class DatabaseFactory:
+    """Creates fresh, migrated databases on the servers under test; drops them at the end."""
+
+    def __init__(self, tmp_path_factory: pytest.TempPathFactory) -> None:
+        self._tmp = tmp_path_factory
+        self._embedded: EmbeddedPostgres | None = None
+        self._created: list[tuple[str, str]] = []  # (admin url, database name)
+        self._by_server: dict[str, str] = {}
+
+    def admin_url(self, server: str) -> str:
+        if server == EXTERNAL:
+            return os.environ["DATABASE_URL"]
+        if self._embedded is None:
+            self._embedded = EmbeddedPostgres(self._tmp.mktemp("pg") / "data", cleanup="delete").start()
+        return self._embedded.url()
+
+    def create(self, server: str) -> str:
+        admin = self.admin_url(server)
+        name = f"community_test_{uuid.uuid4().hex[:12]}"
+        with psycopg.connect(admin, autocommit=True) as conn:
+            conn.execute(sql.SQL("CREATE DATABASE {}").format(sql.Identifier(name)))
+        self._created.append((admin, name))
+        url = make_conninfo(admin, dbname=name)
+        upgrade(url)
+        return url
+
+    def shared(self, server: str) -> str:
+        """One migrated database per server for the whole session (tables emptied per test)."""
+        if server not in self._by_server:
+            self._by_server[server] = self.create(server)
+        return self._by_server[server]
+
+    def close(self) -> None:
+        for admin, name in self._created:
+            try:
+                with psycopg.connect(admin, autocommit=True) as conn:
+                    conn.execute(sql.SQL("DROP DATABASE IF EXISTS {} WITH (FORCE)").format(sql.Identifier(name)))
+            except psycopg.Error:
+                pass
+        if self._embedded is not None:
+            self._embedded.stop()
+
+
+def empty_tables(url: str) -> None:
+    with psycopg.connect(url, autocommit=True) as conn:
+        names = [
+            r[0]
+            for r in conn.execute(
+                """SELECT c.relname FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace
+                   WHERE n.nspname = 'public' AND c.relkind IN ('r', 'p') AND NOT c.relispartition
+                     AND c.relname <> 'schema_migrations'"""
+            ).fetchall()
+        ]
+        if names:
+            conn.execute(
+                sql.SQL("TRUNCATE {} RESTART IDENTITY CASCADE").format(
+                    sql.SQL(", ").join(sql.Identifier(n) for n in names)
+                )
+            )
+
+
+@pytest.fixture(scope="session")
+def database_factory(tmp_path_factory: pytest.TempPathFactory) -> Iterator[DatabaseFactory]:
+    factory = DatabaseFactory(tmp_path_factory)
+    yield factory
+    factory.close()
+
+
+@pytest.fixture
+def database_url(database_factory: DatabaseFactory) -> str:
+    """An empty, migrated database: on DATABASE_URL's server when set, else the embedded one."""
+    url = database_factory.shared(EXTERNAL if os.environ.get("DATABASE_URL") else EMBEDDED)
+    empty_tables(url)
+    return url
+
+
+@pytest.fixture
+def storage_url(request: pytest.FixtureRequest, database_factory: DatabaseFactory) -> str:
+    """Like database_url, once per PostgreSQL under test (embedded 18, and DATABASE_URL's)."""
+    url = database_factory.shared(request.param)
+    empty_tables(url)
+    return url
+
+
+def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
+    if "storage_url" in metafunc.fixturenames:
+        metafunc.parametrize("storage_url", _server_names(), indirect=True)

@@ -1,0 +1,1 @@
+"""The cloud service: API, MQTT ingest, alarms, tickets and storage. Never imports `edge`."""

@@ -1,0 +1,54 @@
+from typing import Annotated
+
+from fastapi import APIRouter, Depends, Query
+
+from cloud.api.deps import Conn, current_actor
+from cloud.api.schemas import DeadLetterOut, GatewayOut, SiteOut
+
+router = APIRouter(prefix="/api/v1", tags=["registry"], dependencies=[Depends(current_actor)])
+
+
+@router.get("/sites", response_model=list[SiteOut])
+def list_sites(conn: Conn) -> list[dict]:
+    return conn.execute(
+        """SELECT s.id, s.name, s.timezone, count(g.id) AS gateways
+           FROM sites s LEFT JOIN gateways g ON g.site_id = s.id GROUP BY s.id ORDER BY s.id"""
+    ).fetchall()
+
+
+@router.get("/gateways", response_model=list[GatewayOut])
+def list_gateways(conn: Conn, site: Annotated[str | None, Query(max_length=63)] = None) -> list[dict]:
+    """Gateways with their status (online, or offline from their last will) and device count."""
+    return conn.execute(
+        """SELECT g.id, g.site_id, g.name, g.version, g.status, g.status_reason, g.status_since,
+                  g.last_seen_at, g.last_birth_at, count(d.id) AS devices
+           FROM gateways g LEFT JOIN devices d ON d.gateway_id = g.id
+           WHERE %(site)s::text IS NULL OR g.site_id = %(site)s
+           GROUP BY g.id ORDER BY g.site_id, g.id""",
+        {"site": site},
+    ).fetchall()
+
+
+@router.get("/dead-letters", response_model=list[DeadLetterOut])
+def list_dead_letters(
+    conn: Conn,
+    limit: Annotated[int, Query(ge=1, le=1000)] = 100,
+    offset: Annotated[int, Query(ge=0)] = 0,
+) -> list[dict]:
+    """Messages that failed validation, newest first, with the reason (the full payload stays in the database)."""
+    rows = conn.execute(
+        """SELECT id, received_at, topic, reason, substring(payload FROM 1 FOR 500) AS head, length(payload) AS n
+           FROM dead_letters ORDER BY received_at DESC, id DESC LIMIT %s OFFSET %s""",
+        (limit, offset),
+    ).fetchall()
+    return [
+        {
+            "id": r["id"],
+            "received_at": r["received_at"],
+            "topic": r["topic"],
+            "reason": r["reason"],
+            "payload_preview": bytes(r["head"]).decode("utf-8", errors="replace"),
+            "payload_bytes": r["n"],
+        }
+        for r in rows
+    ]

@@ -1,0 +1,259 @@
+"""Tickets: one model for complaints, repair requests and the tickets alarms open.
+
+This module holds what the backbone needs: readable numbers, opening a ticket for an alarm
+(or attaching a repeat to the open one), the timeline, and reading tickets back.
+"""
+
+from dataclasses import dataclass
+from datetime import datetime
+from enum import StrEnum
+from typing import Any
+from zoneinfo import ZoneInfo
+
+import psycopg
+from psycopg.types.json import Jsonb
+
+from contract.common import Category, Severity
+
+
+class TicketType(StrEnum):
+    COMPLAINT = "complaint"
+    REPAIR = "repair"
+    SAFETY = "safety"
+
+
+class Channel(StrEnum):
+    APP = "app"
+    WEB = "web"
+    PHONE = "phone"
+    WALK_IN = "walk_in"
+    DEVICE = "device"
+
+
+class Status(StrEnum):
+    NEW = "new"
+    TRIAGED = "triaged"
+    ASSIGNED = "assigned"
+    IN_PROGRESS = "in_progress"
+    ON_HOLD = "on_hold"
+    RESOLVED = "resolved"
+    CLOSED = "closed"
+    REDIRECTED = "redirected"
+    REOPENED = "reopened"
+    CANCELLED = "cancelled"
+
+
+class Priority(StrEnum):
+    URGENT = "urgent"
+    HIGH = "high"
+    NORMAL = "normal"
+    LOW = "low"
+
+
+#: A ticket in one of these states is finished: a repeat of its alarm opens a new ticket.
+FINISHED = (Status.CLOSED, Status.CANCELLED)
+
+PRIORITY_FOR_SEVERITY = {
+    Severity.CRITICAL: Priority.URGENT,
+    Severity.MAJOR: Priority.HIGH,
+    Severity.MINOR: Priority.NORMAL,
+    Severity.WARNING: Priority.LOW,
+}
+
+SYSTEM_ACTOR = "system"
+
+
+def next_number(conn: psycopg.Connection, *, timezone: str, now: datetime) -> str:
+    """`T-YYYYMMDD-NNNN`, dated in the site's time zone, counted per day."""
+    day = now.astimezone(ZoneInfo(timezone)).date()
+    row = conn.execute(
+        """INSERT INTO ticket_counters (day, last_value) VALUES (%s, 1)
+           ON CONFLICT (day) DO UPDATE SET last_value = ticket_counters.last_value + 1
+           RETURNING last_value""",
+        (day,),
+    ).fetchone()
+    assert row is not None
+    return f"T-{day:%Y%m%d}-{row['last_value']:04d}"
+
+
+def add_event(
+    conn: psycopg.Connection,
+    ticket_id: int,
+    *,
+    at: datetime,
+    kind: str,
+    body: str = "",
+    actor: str = SYSTEM_ACTOR,
+    data: dict[str, Any] | None = None,
+) -> None:
+    conn.execute(
+        "INSERT INTO ticket_events (ticket_id, at, actor, kind, body, data) VALUES (%s, %s, %s, %s, %s, %s)",
+        (ticket_id, at, actor, kind, body, Jsonb(data or {})),
+    )
+
+
+@dataclass(frozen=True)
+class AlarmTicketRequest:
+    """What an alarm needs from a ticket; filled by cloud.domain.alarms."""
+
+    alarm_id: int
+    alarm_key: str
+    rule: str
+    severity: Severity
+    ticket_type: TicketType
+    category: Category
+    title: str
+    description: str
+    source_type: str
+    site_id: str
+    site_timezone: str
+    gateway_id: str | None
+    device_id: int | None
+    building: str | None
+    floor: str | None
+    location: str | None
+    raised_at: datetime
+
+
+@dataclass(frozen=True)
+class TicketRef:
+    id: int
+    number: str
+    created: bool
+
+
+def open_or_attach(conn: psycopg.Connection, req: AlarmTicketRequest, *, now: datetime) -> TicketRef:
+    """Open a ticket for an alarm, or add the alarm to the ticket already open for it.
+
+    Call inside a transaction. The partial unique index on `alarm_key` makes a second open
+    ticket for the same source and rule impossible, even with two ingest processes.
+    """
+    for _attempt in range(2):
+        existing = conn.execute(
+            """SELECT id, number FROM tickets
+               WHERE alarm_key = %s AND status <> ALL(%s) FOR UPDATE""",
+            (req.alarm_key, [s.value for s in FINISHED]),
+        ).fetchone()
+        if existing is not None:
+            conn.execute(
+                """UPDATE tickets SET occurrences = occurrences + 1, last_occurrence_at = %s, updated_at = %s
+                   WHERE id = %s""",
+                (req.raised_at, now, existing["id"]),
+            )
+            add_event(
+                conn,
+                existing["id"],
+                at=now,
+                kind="alarm_repeated",
+                body=f"The alarm occurred again: {req.title}",
+                data={"alarm_id": req.alarm_id, "severity": req.severity.value, "raised_at": req.raised_at.isoformat()},
+            )
+            conn.execute("UPDATE alarms SET ticket_id = %s WHERE id = %s", (existing["id"], req.alarm_id))
+            return TicketRef(existing["id"], existing["number"], created=False)
+        number = next_number(conn, timezone=req.site_timezone, now=now)
+        try:
+            with conn.transaction():  # a savepoint: a lost race rolls back only this insert
+                row = conn.execute(
+                    """INSERT INTO tickets (number, type, category, channel, status, priority, title, description,
+                                            site_id, building, floor, location, source_type, gateway_id,
+                                            device_id, alarm_rule, alarm_key, alarm_id, occurrences,
+                                            created_at, updated_at, last_occurrence_at)
+                       VALUES (%s, %s, %s, 'device', 'new', %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, 1,
+                               %s, %s, %s)
+                       RETURNING id""",
+                    (
+                        number,
+                        req.ticket_type.value,
+                        req.category.value,
+                        PRIORITY_FOR_SEVERITY[req.severity].value,
+                        req.title,
+                        req.description,
+                        req.site_id,
+                        req.building,
+                        req.floor,
+                        req.location,
+                        req.source_type,
+                        req.gateway_id,
+                        req.device_id,
+                        req.rule,
+                        req.alarm_key,
+                        req.alarm_id,
+                        now,
+                        now,
+                        req.raised_at,
+                    ),
+                ).fetchone()
+        except psycopg.errors.UniqueViolation:
+            continue  # another process opened it first: attach to that one
+        assert row is not None
+        add_event(
+            conn,
+            row["id"],
+            at=now,
+            kind="created",
+            body=f"Opened by the {req.source_type} alarm '{req.rule}': {req.title}",
+            data={"alarm_id": req.alarm_id, "severity": req.severity.value, "raised_at": req.raised_at.isoformat()},
+        )
+        conn.execute("UPDATE alarms SET ticket_id = %s WHERE id = %s", (row["id"], req.alarm_id))
+        return TicketRef(row["id"], number, created=True)
+    raise RuntimeError(f"could not open or find the ticket for {req.alarm_key}")
+
+
+TICKET_COLUMNS = """t.id, t.number, t.type, t.category, t.subcategory, t.channel, t.status, t.priority,
+    t.title, t.description, t.site_id, t.building, t.floor, t.location, t.source_type, t.gateway_id,
+    t.device_id, d.name AS device_name, t.alarm_id, t.alarm_rule, t.occurrences, t.created_at, t.updated_at,
+    t.last_occurrence_at, t.closed_at"""
+
+
+def list_tickets(
+    conn: psycopg.Connection,
+    *,
+    channel: str | None = None,
+    type: str | None = None,
+    status: str | None = None,
+    category: str | None = None,
+    site_id: str | None = None,
+    limit: int = 100,
+    offset: int = 0,
+) -> list[dict]:
+    return list(
+        conn.execute(
+            f"""SELECT {TICKET_COLUMNS}
+                FROM tickets t LEFT JOIN devices d ON d.id = t.device_id
+                WHERE (%(channel)s::text IS NULL OR t.channel = %(channel)s)
+                  AND (%(type)s::text IS NULL OR t.type = %(type)s)
+                  AND (%(status)s::text IS NULL OR t.status = %(status)s)
+                  AND (%(category)s::text IS NULL OR t.category = %(category)s)
+                  AND (%(site)s::text IS NULL OR t.site_id = %(site)s)
+                ORDER BY t.created_at DESC, t.id DESC
+                LIMIT %(limit)s OFFSET %(offset)s""",
+            {
+                "channel": channel,
+                "type": type,
+                "status": status,
+                "category": category,
+                "site": site_id,
+                "limit": limit,
+                "offset": offset,
+            },
+        ).fetchall()
+    )
+
+
+def get_ticket(conn: psycopg.Connection, number: str) -> dict | None:
+    ticket = conn.execute(
+        f"SELECT {TICKET_COLUMNS} FROM tickets t LEFT JOIN devices d ON d.id = t.device_id WHERE t.number = %s",
+        (number,),
+    ).fetchone()
+    if ticket is None:
+        return None
+    ticket["timeline"] = conn.execute(
+        "SELECT at, actor, kind, body, data FROM ticket_events WHERE ticket_id = %s ORDER BY at, id",
+        (ticket["id"],),
+    ).fetchall()
+    ticket["alarms"] = conn.execute(
+        """SELECT id, rule, severity, state, raised_at, acknowledged_at, cleared_at
+           FROM alarms WHERE ticket_id = %s ORDER BY raised_at, id""",
+        (ticket["id"],),
+    ).fetchall()
+    return ticket

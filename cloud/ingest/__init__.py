@@ -1,0 +1,1 @@
+"""MQTT ingest: validate, store, acknowledge only after commit."""

@@ -1,0 +1,208 @@
+"""The control lane: births, status, alarms, events and command results, one at a time.
+
+They are few and they matter quickly (an alarm should become a ticket in milliseconds), so
+they have their own queue and connection and never wait behind a telemetry batch.
+"""
+
+import logging
+import queue
+import threading
+from collections.abc import Callable
+from datetime import datetime
+
+import psycopg
+from psycopg.rows import dict_row
+from psycopg.types.json import Jsonb
+
+from cloud.domain import alarms, registry
+from cloud.domain.registry import Resolver
+from cloud.ingest import deadletter
+from cloud.ingest.inbound import Inbound
+from contract.clock import Clock
+from contract.messages import (
+    AlarmMessage,
+    BirthMessage,
+    CommandAck,
+    Envelope,
+    EventMessage,
+    InvalidMessage,
+    StatusMessage,
+    decode,
+)
+
+log = logging.getLogger(__name__)
+
+GATEWAY_OFFLINE_RULE = "gateway_offline"
+
+
+class ControlHandler(threading.Thread):
+    def __init__(
+        self,
+        *,
+        database_url: str,
+        inbox: "queue.Queue[Inbound]",
+        ack: Callable[[Inbound], None],
+        resolver: Resolver,
+        clock: Clock,
+        on_change: Callable[[str, dict], None] | None = None,
+    ) -> None:
+        super().__init__(name="control-handler", daemon=True)
+        self._url = database_url
+        self._inbox = inbox
+        self._ack = ack
+        self._resolver = resolver
+        self._clock = clock
+        self._on_change = on_change or (lambda _kind, _data: None)
+        self._stop_event = threading.Event()
+        self._conn: psycopg.Connection | None = None
+        self.handled = 0
+
+    def stop(self) -> None:
+        self._stop_event.set()
+
+    def _connection(self) -> psycopg.Connection:
+        if self._conn is None or self._conn.closed:
+            self._conn = psycopg.connect(self._url, row_factory=dict_row)
+        return self._conn
+
+    def run(self) -> None:
+        while not self._stop_event.is_set() or not self._inbox.empty():
+            try:
+                item = self._inbox.get(timeout=0.2)
+            except queue.Empty:
+                continue
+            delay = 0.5
+            while True:
+                try:
+                    self.handle(item)
+                    break
+                except psycopg.OperationalError as exc:
+                    log.error("control message not stored, database unavailable (%s); retrying in %.1fs", exc, delay)
+                    if self._conn is not None:
+                        self._conn.close()
+                    self._conn = None
+                    if self._stop_event.wait(delay):
+                        return
+                    delay = min(delay * 2, 30.0)
+        if self._conn is not None:
+            self._conn.close()
+
+    def handle(self, item: Inbound) -> None:
+        conn = self._connection()
+        try:
+            if item.parsed is None:
+                raise InvalidMessage(f"topic {item.topic!r} is not in the contract")
+            msg = decode(item.parsed.kind, item.payload)
+            with conn.transaction():
+                if self._first_time(conn, item, msg):
+                    self._dispatch(conn, item, msg)
+        except InvalidMessage as exc:
+            with conn.transaction():
+                deadletter.store(conn, topic=item.topic, payload=item.payload, reason=exc.reason)
+        except psycopg.OperationalError:
+            raise
+        except Exception as exc:  # a bug must not lose the message: keep it, say so, go on
+            log.exception("failed to handle a message on %s", item.topic)
+            if conn.closed:
+                raise psycopg.OperationalError("connection closed") from exc
+            with conn.transaction():
+                deadletter.store(
+                    conn, topic=item.topic, payload=item.payload, reason=f"internal error: {type(exc).__name__}: {exc}"
+                )
+        self._ack(item)
+        self.handled += 1
+
+    def _first_time(self, conn: psycopg.Connection, item: Inbound, msg: Envelope) -> bool:
+        assert item.parsed is not None
+        row = conn.execute(
+            """INSERT INTO ingest_messages (message_id, gateway_id, kind) VALUES (%s, %s, %s)
+               ON CONFLICT (message_id) DO NOTHING RETURNING message_id""",
+            (msg.id, item.parsed.gateway, item.parsed.kind.value),
+        ).fetchone()
+        return row is not None
+
+    def _dispatch(self, conn: psycopg.Connection, item: Inbound, msg: Envelope) -> None:
+        assert item.parsed is not None
+        site, gateway = item.parsed.site, item.parsed.gateway
+        now = self._clock.now()
+        if isinstance(msg, BirthMessage):
+            count = registry.record_birth(conn, site=site, gateway=gateway, birth=msg, now=now)
+            self._resolver.forget_gateway(gateway)
+            log.info("gateway %s/%s announced %d devices", site, gateway, count)
+            return
+        self._resolver.check_gateway(site, gateway)
+        if isinstance(msg, StatusMessage):
+            self._status(conn, site, gateway, msg, now)
+        elif isinstance(msg, AlarmMessage):
+            self._alarm(conn, site, gateway, msg, now)
+        elif isinstance(msg, EventMessage):
+            self._event(conn, site, gateway, msg, now)
+        elif isinstance(msg, CommandAck):
+            self._record_event(
+                conn, site, gateway, None, msg.ts, now, "command_ack", msg.reason, msg.model_dump(mode="json")
+            )
+
+    def _device(self, conn: psycopg.Connection, site: str, gateway: str, name: str) -> registry.DeviceRef:
+        device_id = self._resolver.device_ids(site, gateway, {name})[name]
+        return registry.device_ref(conn, device_id)
+
+    def _status(self, conn: psycopg.Connection, site: str, gateway: str, msg: StatusMessage, now: datetime) -> None:
+        registry.set_gateway_status(conn, gateway=gateway, state=msg.state, reason=msg.reason, at=now)
+        if msg.state == "online":
+            cleared = alarms.clear(
+                conn, key=alarms.gateway_key(gateway, GATEWAY_OFFLINE_RULE), cleared_at=now, value=None, now=now
+            )
+            if cleared:
+                log.info("gateway %s is back online; alarm %s cleared", gateway, cleared)
+        self._record_event(conn, site, gateway, None, msg.ts, now, f"gateway_{msg.state}", msg.reason, {})
+        self._on_change("gateway", {"gateway": gateway, "state": msg.state})
+
+    def _alarm(self, conn: psycopg.Connection, site: str, gateway: str, msg: AlarmMessage, now: datetime) -> None:
+        device = self._device(conn, site, gateway, msg.device)
+        if msg.action == "raise":
+            outcome = alarms.raise_device_alarm(conn, device=device, msg=msg, now=now)
+            if outcome.duplicate:
+                log.info("alarm %s on %s reported again while still active", msg.rule, msg.device)
+            elif outcome.ticket is not None:
+                log.info(
+                    "alarm %s on %s/%s -> ticket %s (%s)",
+                    msg.rule,
+                    gateway,
+                    msg.device,
+                    outcome.ticket.number,
+                    "opened" if outcome.ticket.created else "repeat",
+                )
+            self._on_change("alarm", {"alarm_id": outcome.alarm_id})
+        else:
+            cleared = alarms.clear(
+                conn, key=alarms.device_key(device.id, msg.rule), cleared_at=msg.ts, value=msg.value, now=now
+            )
+            if cleared is None:
+                log.info("clear of alarm %s on %s, which is not active here; nothing to clear", msg.rule, msg.device)
+            self._on_change("alarm", {"alarm_id": cleared})
+
+    def _event(self, conn: psycopg.Connection, site: str, gateway: str, msg: EventMessage, now: datetime) -> None:
+        device_id = None
+        if msg.device is not None:
+            device_id = self._resolver.device_ids(site, gateway, {msg.device})[msg.device]
+            if msg.kind in ("device_online", "device_offline"):
+                registry.set_device_online(conn, device_id=device_id, online=msg.kind == "device_online", at=msg.ts)
+        self._record_event(conn, site, gateway, device_id, msg.ts, now, msg.kind, msg.detail, msg.data)
+
+    @staticmethod
+    def _record_event(
+        conn: psycopg.Connection,
+        site: str,
+        gateway: str,
+        device_id: int | None,
+        at: datetime,
+        now: datetime,
+        kind: str,
+        detail: str | None,
+        data: dict,
+    ) -> None:
+        conn.execute(
+            """INSERT INTO events (at, received_at, site_id, gateway_id, device_id, kind, detail, data)
+               VALUES (%s, %s, %s, %s, %s, %s, %s, %s)""",
+            (at, now, site, gateway, device_id, kind, detail, Jsonb(data)),
+        )

@@ -1,0 +1,144 @@
+"""`community …`: one command whose subcommands start each part of the platform.
+
+Imports are inside the commands, so an edge-only install (no FastAPI, no psycopg) can run
+`community edge` and `community simulate`.
+"""
+
+import os
+from enum import StrEnum
+from pathlib import Path
+from typing import TYPE_CHECKING, Annotated
+
+import typer
+
+if TYPE_CHECKING:  # cloud imports stay lazy: an edge-only install has no cloud dependencies
+    from cloud.settings import CloudSettings
+    from community.embedded_db import EmbeddedPostgres
+
+app = typer.Typer(help="Smart-community platform: cloud service, edge agent, simulator and demo.", no_args_is_help=True)
+db_app = typer.Typer(help="Database schema.", no_args_is_help=True)
+app.add_typer(db_app, name="db")
+
+
+class Role(StrEnum):
+    ALL = "all"
+    API = "api"
+    INGEST = "ingest"
+
+
+def _cloud_settings() -> "CloudSettings":
+    from cloud.settings import CloudSettings
+
+    return CloudSettings()
+
+
+def _embedded_database(data_dir: Path) -> "tuple[EmbeddedPostgres, str]":
+    from community.embedded_db import EmbeddedPostgres
+
+    pg = EmbeddedPostgres(data_dir / "pgdata").start()
+    return pg, pg.ensure_database("community")
+
+
+@app.command()
+def cloud(
+    role: Annotated[Role, typer.Option(help="all: API and ingest (two processes); or just one of them")] = Role.ALL,
+) -> None:
+    """Run the cloud service: the HTTP API on COMMUNITY_HTTP_HOST:PORT and the MQTT ingest."""
+    from community.logs import setup_logging
+
+    settings = _cloud_settings()
+    setup_logging(settings.log_level)
+    pg = None
+    if not settings.database_url:
+        pg, url = _embedded_database(settings.data_dir)
+        typer.echo(f"DATABASE_URL not set: using the embedded PostgreSQL in {settings.data_dir / 'pgdata'}")
+        os.environ["DATABASE_URL"] = url
+        settings = settings.model_copy(update={"database_url": url})
+    try:
+        if role == Role.INGEST:
+            from cloud.ingest.worker import run_ingest
+
+            run_ingest(settings)
+        elif role == Role.API:
+            from cloud.api.app import run_api
+
+            run_api(settings)
+        else:
+            from community.supervisor import Supervisor
+
+            with Supervisor() as sup:
+                sup.spawn("ingest", ["cloud", "--role", "ingest"])
+                sup.spawn("api", ["cloud", "--role", "api"])
+                sup.wait()
+            raise typer.Exit(sup.exit_code)
+    finally:
+        if pg is not None:
+            pg.stop()
+
+
+@app.command()
+def edge(
+    config: Annotated[Path, typer.Option("--config", "-c", help="gateway config file (YAML)", exists=True)],
+    mqtt_url: Annotated[str | None, typer.Option(help="uplink broker; default MQTT_URL")] = None,
+) -> None:
+    """Run the edge agent of one gateway."""
+    from edge.agent import run_agent
+
+    from community.logs import setup_logging
+    from edge.settings import EdgeSettings
+
+    overrides: dict[str, object] = {"config": config}
+    if mqtt_url:
+        overrides["mqtt_url"] = mqtt_url
+    settings = EdgeSettings(**overrides)  # type: ignore[arg-type]
+    setup_logging(settings.log_level)
+    run_agent(settings)
+
+
+@app.command()
+def simulate(
+    config: Annotated[Path, typer.Option("--config", "-c", help="simulation scenario file (YAML)", exists=True)],
+    mqtt_url: Annotated[str | None, typer.Option(help="broker for MQTT-speaking devices; default MQTT_URL")] = None,
+) -> None:
+    """Run simulated devices (Modbus servers on loopback, MQTT sensors) from a scenario."""
+    from simulator.run import run_simulator
+
+    from community.logs import setup_logging
+
+    setup_logging(os.environ.get("COMMUNITY_LOG_LEVEL", "INFO"))
+    run_simulator(config, mqtt_url or os.environ.get("MQTT_URL"))
+
+
+@db_app.command("upgrade")
+def db_upgrade() -> None:
+    """Apply the SQL migrations that are not applied yet."""
+    from cloud.storage.migrate import upgrade
+    from community.logs import setup_logging
+
+    settings = _cloud_settings()
+    setup_logging(settings.log_level)
+    pg = None
+    url = settings.database_url
+    if not url:
+        pg, url = _embedded_database(settings.data_dir)
+    try:
+        applied = upgrade(url)
+        typer.echo("applied: " + ", ".join(applied) if applied else "the schema is up to date")
+    finally:
+        if pg is not None:
+            pg.stop()
+
+
+@app.command()
+def demo(
+    http_port: Annotated[int, typer.Option(help="port of the API")] = 8000,
+    scenario: Annotated[Path | None, typer.Option(help="simulation scenario")] = None,
+) -> None:
+    """Run the whole platform on one machine: database, broker, cloud, an edge agent and simulated devices."""
+    from community.demo import run_demo
+
+    raise typer.Exit(run_demo(http_port=http_port, scenario=scenario))
+
+
+if __name__ == "__main__":
+    app()

@@ -1,0 +1,168 @@
+"""`community demo`: the whole platform on one machine, on embedded defaults.
+
+PostgreSQL from the embedded wheel (unless DATABASE_URL is set), a broker (Mosquitto when
+installed, in-process otherwise, unless MQTT_URL is set), the cloud's API and ingest, one edge
+agent for a simulated site, and the simulated devices. It prints where to look, then every
+ticket and alarm as it opens. Ctrl-C stops everything it started.
+"""
+
+import contextlib
+import json
+import os
+import socket
+import sys
+import time
+import urllib.error
+import urllib.request
+from pathlib import Path
+
+from community.broker import free_port, start_local_broker
+from community.paths import EXAMPLES, VAR
+from community.supervisor import Supervisor
+
+
+def _port_free(port: int) -> bool:
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
+        try:
+            s.bind(("127.0.0.1", port))
+        except OSError:
+            return False
+    return True
+
+
+def _get(url: str) -> object:
+    with urllib.request.urlopen(url, timeout=2) as resp:
+        return json.loads(resp.read())
+
+
+def _say(text: str = "") -> None:
+    print(text, flush=True)
+
+
+def run_demo(*, http_port: int = 8000, scenario: Path | None = None) -> int:
+    from cloud.storage.migrate import upgrade
+    from community.embedded_db import EmbeddedPostgres
+
+    scenario = scenario or EXAMPLES / "demo-simulation.yaml"
+    site_config = EXAMPLES / "demo-site.yaml"
+    VAR.mkdir(exist_ok=True)
+    log_dir = VAR / "logs"
+    if not _port_free(http_port):
+        _say(f"port {http_port} is in use: stop what uses it, or run `community demo --http-port 8001`")
+        return 2
+
+    pg = None
+    broker = None
+    sup = Supervisor(log_dir=log_dir)
+    try:
+        database_url = os.environ.get("DATABASE_URL")
+        if database_url:
+            _say("database:   DATABASE_URL (your PostgreSQL)")
+        else:
+            _say(f"database:   starting the embedded PostgreSQL 18 (data in {VAR / 'pgdata'}) ...")
+            pg = EmbeddedPostgres(VAR / "pgdata").start()
+            database_url = pg.ensure_database("community")
+        applied = upgrade(database_url)
+        _say("schema:     " + (f"applied {', '.join(applied)}" if applied else "up to date"))
+
+        mqtt_url = os.environ.get("MQTT_URL")
+        if mqtt_url:
+            _say(f"broker:     MQTT_URL ({mqtt_url})")
+        else:
+            port = 1883 if _port_free(1883) else free_port()
+            broker = start_local_broker(VAR / "mosquitto", port)
+            mqtt_url = broker.url
+            kind = "mosquitto" if type(broker).__name__ == "MosquittoProcess" else "in-process amqtt broker"
+            _say(f"broker:     {kind} on {mqtt_url}")
+
+        env = {
+            "DATABASE_URL": database_url,
+            "MQTT_URL": mqtt_url,
+            "COMMUNITY_HTTP_PORT": str(http_port),
+            "COMMUNITY_DATA_DIR": str(VAR),
+            "PYTHONUNBUFFERED": "1",
+        }
+        sup.env.update(env)
+        sup.spawn("simulator", ["simulate", "--config", str(scenario)])
+        sup.spawn("ingest", ["cloud", "--role", "ingest"])
+        sup.spawn("api", ["cloud", "--role", "api"])
+        sup.spawn("edge", ["edge", "--config", str(site_config)])
+
+        base = f"http://127.0.0.1:{http_port}"
+        deadline = time.monotonic() + 60
+        while True:
+            dead = sup.dead_child()
+            if dead is not None:
+                name, code, log_path = dead
+                _say(f"{name} stopped at start (exit {code}); its log, {log_path}:")
+                if log_path and log_path.exists():
+                    _say("".join(log_path.read_text(errors="replace").splitlines(keepends=True)[-25:]))
+                return 1
+            with contextlib.suppress(OSError, ValueError):
+                _get(base + "/healthz")
+                break
+            if time.monotonic() > deadline:
+                _say(f"the API did not answer on {base} within 60 s; see {log_dir}")
+                return 1
+            time.sleep(0.5)
+
+        _say()
+        _say("The platform is running:")
+        _say(f"  API and its docs:   {base}/docs")
+        _say(f"  tickets:            {base}/api/v1/tickets")
+        _say(f"  alarms:             {base}/api/v1/alarms?state=open")
+        _say(f"  devices:            {base}/api/v1/devices")
+        port_text = mqtt_url.rsplit(":", 1)[1]
+        _say(f"  MQTT broker:        {mqtt_url}   (watch: mosquitto_sub -p {port_text} -t 'community/#' -v)")
+        _say(f"  logs:               {log_dir}/")
+        _say("Within a minute the simulated pump reports a fault and a repair ticket opens by itself.")
+        _say("Ctrl-C stops everything.")
+        _say()
+        return _watch(sup, base)
+    except KeyboardInterrupt:
+        return 0
+    finally:
+        _say("stopping ...")
+        sup.stop_all()
+        if broker is not None:
+            broker.stop()
+        if pg is not None:
+            pg.stop()
+        _say("stopped.")
+
+
+def _watch(sup: Supervisor, base: str) -> int:
+    """Print each new alarm and ticket until Ctrl-C or a child dies."""
+    import signal
+
+    stop = {"flag": False}
+
+    def _stop(_sig: int, _frame: object) -> None:
+        stop["flag"] = True
+
+    signal.signal(signal.SIGINT, _stop)
+    signal.signal(signal.SIGTERM, _stop)
+    seen_alarms: set[int] = set()
+    seen_tickets: set[str] = set()
+    while not stop["flag"]:
+        dead = sup.dead_child()
+        if dead is not None:
+            name, code, log_path = dead
+            print(f"{name} exited unexpectedly (code {code}); see {log_path}", file=sys.stderr)
+            return 1
+        with contextlib.suppress(OSError, ValueError, urllib.error.URLError):
+            for alarm in reversed(_get(base + "/api/v1/alarms?limit=20")):  # type: ignore[call-overload]
+                if alarm["id"] not in seen_alarms:
+                    seen_alarms.add(alarm["id"])
+                    where = alarm["device_name"] or alarm["gateway_id"]
+                    text = alarm["message"] or alarm["rule"]
+                    _say(f"alarm   {alarm['severity']:<8} {where}: {text} [{alarm['state']}]")
+            for ticket in reversed(_get(base + "/api/v1/tickets?limit=20")):  # type: ignore[call-overload]
+                if ticket["number"] not in seen_tickets:
+                    seen_tickets.add(ticket["number"])
+                    _say(
+                        f"ticket  {ticket['number']} opened by itself: {ticket['type']}/{ticket['category']}, "
+                        f"{ticket['priority']}: {ticket['title']}  ->  {base}/api/v1/tickets/{ticket['number']}"
+                    )
+        time.sleep(1.0)
+    return 0
