@@ -4,6 +4,7 @@ They are few and they matter quickly (an alarm should become a ticket in millise
 they have their own queue and connection and never wait behind a telemetry batch.
 """
 
+import json
 import logging
 import queue
 import threading
@@ -35,6 +36,15 @@ log = logging.getLogger(__name__)
 GATEWAY_OFFLINE_RULE = "gateway_offline"
 
 
+#: PostgreSQL channel on which the ingest announces changes, delivered when they commit
+#: (live views and the alarm-to-ticket benchmark listen to it).
+NOTIFY_CHANNEL = "community_changes"
+
+
+def notify(conn: psycopg.Connection, kind: str, data: dict) -> None:
+    conn.execute("SELECT pg_notify(%s, %s)", (NOTIFY_CHANNEL, json.dumps({"kind": kind, **data})))
+
+
 class ControlHandler(threading.Thread):
     def __init__(
         self,
@@ -44,7 +54,6 @@ class ControlHandler(threading.Thread):
         ack: Callable[[Inbound], None],
         resolver: Resolver,
         clock: Clock,
-        on_change: Callable[[str, dict], None] | None = None,
     ) -> None:
         super().__init__(name="control-handler", daemon=True)
         self._url = database_url
@@ -52,7 +61,6 @@ class ControlHandler(threading.Thread):
         self._ack = ack
         self._resolver = resolver
         self._clock = clock
-        self._on_change = on_change or (lambda _kind, _data: None)
         self._stop_event = threading.Event()
         self._conn: psycopg.Connection | None = None
         self.handled = 0
@@ -155,7 +163,7 @@ class ControlHandler(threading.Thread):
             if cleared:
                 log.info("gateway %s is back online; alarm %s cleared", gateway, cleared)
         self._record_event(conn, site, gateway, None, msg.ts, now, f"gateway_{msg.state}", msg.reason, {})
-        self._on_change("gateway", {"gateway": gateway, "state": msg.state})
+        notify(conn, "gateway", {"gateway": gateway, "state": msg.state})
 
     def _alarm(self, conn: psycopg.Connection, site: str, gateway: str, msg: AlarmMessage, now: datetime) -> None:
         device = self._device(conn, site, gateway, msg.device)
@@ -172,14 +180,23 @@ class ControlHandler(threading.Thread):
                     outcome.ticket.number,
                     "opened" if outcome.ticket.created else "repeat",
                 )
-            self._on_change("alarm", {"alarm_id": outcome.alarm_id})
+            notify(
+                conn,
+                "alarm_raised",
+                {
+                    "alarm_id": outcome.alarm_id,
+                    "message_id": str(msg.id),
+                    "duplicate": outcome.duplicate,
+                    "ticket": outcome.ticket.number if outcome.ticket else None,
+                },
+            )
         else:
             cleared = alarms.clear(
                 conn, key=alarms.device_key(device.id, msg.rule), cleared_at=msg.ts, value=msg.value, now=now
             )
             if cleared is None:
                 log.info("clear of alarm %s on %s, which is not active here; nothing to clear", msg.rule, msg.device)
-            self._on_change("alarm", {"alarm_id": cleared})
+            notify(conn, "alarm_cleared", {"alarm_id": cleared, "message_id": str(msg.id)})
 
     def _event(self, conn: psycopg.Connection, site: str, gateway: str, msg: EventMessage, now: datetime) -> None:
         device_id = None
