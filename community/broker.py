@@ -4,6 +4,8 @@ binary is on PATH, an in-process amqtt broker otherwise (slower, demo only)."""
 import asyncio
 import contextlib
 import logging
+import os
+import pwd
 import shutil
 import socket
 import subprocess
@@ -42,6 +44,9 @@ def render_mosquitto_conf(
     env = [
         f"{BEGIN} (rendered for {bind}:{port})",
         f"listener {port} {bind}",
+        # stay the user who started it (as root Mosquitto would switch to `mosquitto`, which
+        # cannot write a data folder made by the tests or the demo)
+        f"user {pwd.getpwuid(os.geteuid()).pw_name}",
         *(auth_lines if auth_lines is not None else ["allow_anonymous true"]),
         f"persistence_location {data_dir.resolve()}/",
     ]
