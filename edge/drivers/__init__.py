@@ -1,0 +1,1 @@
+"""Device drivers, one package per device family (Modbus TCP, devices that speak MQTT)."""

@@ -1,0 +1,1 @@
+"""Modbus TCP devices: decode registers by the profile, plan reads, poll on a schedule."""
