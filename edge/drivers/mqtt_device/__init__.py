@@ -1,0 +1,1 @@
+"""Devices that publish JSON to a broker themselves (sensors, door readers)."""
