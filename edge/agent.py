@@ -1,0 +1,213 @@
+"""The edge agent: read every device of the gateway config, judge alarms locally, send it all up.
+
+Pollers and the MQTT-device listener report to the agent (it is their `DeviceSink`); the agent
+evaluates the device's alarm rules on every reading, batches telemetry, and puts alarms and
+online/offline events in the outbox at once. Everything runs on one asyncio loop; paho's
+network threads only hand messages over to it.
+"""
+
+import asyncio
+import contextlib
+import logging
+import signal
+from pathlib import Path
+from types import TracebackType
+
+from contract.clock import Clock, SystemClock
+from contract.common import TicketKind
+from contract.gateway_config import DeviceConfig, LoadedGatewayConfig, load_gateway_config
+from contract.messages import AlarmMessage, BirthMessage, EventMessage, GatewayInfo, Reading, TelemetryBatch
+from contract.profiles import ModbusProfile, MqttProfile
+from contract.topics import Kind
+from edge.batcher import Batcher
+from edge.commands import CommandHandler
+from edge.drivers.modbus.poller import ModbusPoller
+from edge.drivers.mqtt_device.listener import MqttDeviceListener
+from edge.logs import configure_logging
+from edge.outbox import MemoryOutbox, Outbox
+from edge.rules import DeviceRules, Transition
+from edge.settings import EdgeSettings, parse_mqtt_url
+from edge.uplink import Uplink, edge_version
+
+log = logging.getLogger(__name__)
+
+
+class Agent:
+    """One gateway's agent. `async with Agent(settings):` runs it; `run_agent` is the blocking form."""
+
+    def __init__(
+        self,
+        settings: EdgeSettings,
+        *,
+        gateway_config: LoadedGatewayConfig | None = None,
+        clock: Clock | None = None,
+        backoff_cap: float = 30.0,
+    ) -> None:
+        if gateway_config is None:
+            if settings.config is None:
+                raise ValueError("no gateway config: pass --config FILE or set COMMUNITY_EDGE_CONFIG")
+            gateway_config = load_gateway_config(Path(settings.config))
+        self.settings = settings
+        self.loaded = gateway_config
+        self.config = gateway_config.config
+        self.clock = clock or SystemClock()
+        self.devices: dict[str, DeviceConfig] = {d.name: d for d in self.config.devices if d.enabled}
+        self.rules = {
+            name: DeviceRules(
+                name,
+                self.loaded.profile_of(dev).alarms,
+                self.clock,
+                units={m.name: m.unit for m in self.loaded.profile_of(dev).metrics if m.unit},
+            )
+            for name, dev in self.devices.items()
+        }
+        self.uplink = Uplink(
+            settings.uplink_endpoint(),
+            self.config.site.id,
+            self.config.gateway.id,
+            birth=self._birth,
+            on_command=self._command_arrived,
+            clock=self.clock,
+        )
+        self.outbox: Outbox = MemoryOutbox(self.uplink)
+        self.commands = CommandHandler({n: self.loaded.profile_of(d) for n, d in self.devices.items()}, self.clock)
+        telemetry = self.config.telemetry
+        self.batcher = Batcher(telemetry.max_points, telemetry.max_delay, self.clock, self._send_batch)
+        self.pollers: dict[str, ModbusPoller] = {}
+        mqtt_devices: list[tuple[DeviceConfig, MqttProfile]] = []
+        for name, dev in self.devices.items():
+            profile = self.loaded.profile_of(dev)
+            if isinstance(profile, ModbusProfile):
+                self.pollers[name] = ModbusPoller(dev, profile, self, clock=self.clock, backoff_cap=backoff_cap)
+            else:
+                mqtt_devices.append((dev, profile))
+        self.listener: MqttDeviceListener | None = None
+        if mqtt_devices:
+            local = self.config.local_mqtt_url
+            endpoint = parse_mqtt_url(local) if local else settings.uplink_endpoint()
+            self.listener = MqttDeviceListener(
+                mqtt_devices, endpoint, f"{self.config.gateway.id}-devices", self, clock=self.clock
+            )
+        self._tasks: list[asyncio.Task[None]] = []
+        self._loop: asyncio.AbstractEventLoop | None = None
+        self._batch_started = asyncio.Event()
+        self.batches_sent = 0
+
+    # -- lifecycle -----------------------------------------------------------------------------
+
+    async def start(self) -> None:
+        self._loop = asyncio.get_running_loop()
+        log.info(
+            "agent: site %s gateway %s, %d device(s) from %s",
+            self.config.site.id, self.config.gateway.id, len(self.devices), self.loaded.path,
+        )  # fmt: skip
+        self.uplink.start()
+        for name, poller in self.pollers.items():
+            self._tasks.append(asyncio.create_task(poller.run(), name=f"poll-{name}"))
+        if self.listener is not None:
+            await self.listener.start()
+        self._tasks.append(asyncio.create_task(self._flush_batches(), name="batcher"))
+
+    async def stop(self, reason: str = "shutdown") -> None:
+        """Stop polling, send what is batched, say offline, disconnect."""
+        for task in self._tasks:
+            task.cancel()
+        await asyncio.gather(*self._tasks, return_exceptions=True)
+        self._tasks.clear()
+        if self.listener is not None:
+            await self.listener.stop()
+        self.batcher.flush()
+        await asyncio.to_thread(self.uplink.stop, reason)
+        log.info("agent: stopped (%s)", reason)
+
+    async def __aenter__(self) -> "Agent":
+        await self.start()
+        return self
+
+    async def __aexit__(
+        self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
+    ) -> None:
+        await self.stop()
+
+    # -- DeviceSink: called by the drivers on the loop -----------------------------------------
+
+    def reading(self, reading: Reading) -> None:
+        for transition in self.rules[reading.device].evaluate(reading.values):
+            self._send_alarm(transition, reading)
+        was_empty = self.batcher.pending_points == 0
+        self.batcher.add(reading)
+        if was_empty and self.batcher.pending_points:
+            self._batch_started.set()
+
+    def state(self, device: str, online: bool, reason: str) -> None:
+        kind = "device_online" if online else "device_offline"
+        self.outbox.put(Kind.EVENT, EventMessage(ts=self.clock.now(), device=device, kind=kind, detail=reason[:500]))
+
+    # -- messages ------------------------------------------------------------------------------
+
+    def _birth(self) -> BirthMessage:
+        gateway = self.config.gateway
+        return BirthMessage(
+            ts=self.clock.now(),
+            site=self.config.site,
+            gateway=GatewayInfo(id=gateway.id, name=gateway.name or gateway.id, version=edge_version()),
+            devices=[info for info in self.loaded.device_infos() if info.name in self.devices],
+        )
+
+    def _send_alarm(self, transition: Transition, reading: Reading) -> None:
+        rule = transition.rule
+        alarm = AlarmMessage(
+            ts=reading.ts,
+            device=transition.device,
+            rule=rule.id,
+            action=transition.action,
+            severity=rule.severity,
+            ticket=rule.ticket,
+            category=rule.ticket_category if rule.ticket != TicketKind.NONE else rule.category,
+            value=transition.value,
+            message=transition.message,
+        )
+        self.outbox.put(Kind.ALARM, alarm)
+
+    def _send_batch(self, batch: TelemetryBatch) -> None:
+        self.batches_sent += 1
+        self.outbox.put(Kind.TELEMETRY, batch)
+
+    async def _flush_batches(self) -> None:
+        while True:
+            due = self.batcher.due_in()
+            if due is None:
+                self._batch_started.clear()
+                await self._batch_started.wait()
+                continue
+            await asyncio.sleep(due)
+            self.batcher.flush_due()
+
+    def _command_arrived(self, payload: bytes) -> None:
+        """On paho's thread: hand the command to the loop."""
+        if self._loop is not None:
+            self._loop.call_soon_threadsafe(self._handle_command, payload)
+
+    def _handle_command(self, payload: bytes) -> None:
+        ack = self.commands.handle(payload)
+        if ack is not None:
+            self.outbox.put(Kind.COMMAND_ACK, ack)
+
+
+async def _run_until_signalled(settings: EdgeSettings) -> None:
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        with contextlib.suppress(NotImplementedError):  # not on Windows
+            loop.add_signal_handler(sig, stop.set)
+    async with Agent(settings):
+        await stop.wait()
+
+
+def run_agent(settings: EdgeSettings) -> None:
+    """Run the agent until SIGINT or SIGTERM, then stop cleanly (the CLI's `community edge`).
+
+    Raises ProfileError (naming file and field) when the gateway config or a profile is broken.
+    """
+    configure_logging(settings.log_level)
+    asyncio.run(_run_until_signalled(settings))

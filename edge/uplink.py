@@ -1,0 +1,165 @@
+"""The gateway's one MQTT connection to the cloud's broker.
+
+Client id = gateway id with a persistent session (clean_session=False), so commands sent while
+the gateway is away wait for it at the broker, and QoS 1 messages not yet acknowledged are sent
+again after a reconnect. The last will is a retained `offline` status, so the cloud sees a dead
+gateway; every (re)connect publishes the retained birth and `online` status. paho runs the
+network in its own thread and reconnects by itself with backoff; `publish` is safe from any thread.
+"""
+
+import logging
+import threading
+from collections.abc import Callable
+from importlib import metadata
+
+import paho.mqtt.client as mqtt
+
+from contract.clock import Clock
+from contract.messages import BirthMessage, StatusMessage, encode
+from contract.topics import Kind, topic
+from edge.mqtt_client import make_client
+from edge.settings import MqttEndpoint, where
+
+log = logging.getLogger(__name__)
+
+QOS = 1
+#: Seconds between pings; the broker declares the gateway dead (and sends its will) after 1.5x.
+KEEPALIVE = 20
+#: QoS 1 messages on the wire before their acknowledgement (paho's default is 20). After an
+#: outage the backlog drains at about max_inflight / round-trip time: 100 over a 100 ms WAN
+#: link is 1,000 messages (50,000 points) a second, which the cloud can take; more would only
+#: grow what has to be sent twice after a connection breaks mid-stream.
+MAX_INFLIGHT = 100
+#: Reconnect backoff (paho doubles the delay from the first to the second figure).
+RECONNECT_DELAY = (1, 30)
+
+
+def edge_version() -> str:
+    try:
+        return metadata.version("smart-community")
+    except metadata.PackageNotFoundError:
+        return ""
+
+
+class Uplink:
+    """Connects, announces the gateway, carries messages up and commands down."""
+
+    def __init__(
+        self,
+        endpoint: MqttEndpoint,
+        site: str,
+        gateway: str,
+        *,
+        birth: Callable[[], BirthMessage],
+        on_command: Callable[[bytes], None],
+        clock: Clock,
+    ) -> None:
+        self.endpoint = endpoint
+        self.site = site
+        self.gateway = gateway
+        self.clock = clock
+        self._birth = birth
+        self._on_command = on_command
+        self.client = make_client(gateway, endpoint, clean_session=False)
+        self.client.max_inflight_messages_set(MAX_INFLIGHT)
+        # 0 = no limit. paho would otherwise drop messages silently once the queue is full; while
+        # the broker is away we keep everything in memory (a durable outbox is a later step).
+        self.client.max_queued_messages_set(0)
+        self.client.reconnect_delay_set(*RECONNECT_DELAY)
+        self.client.on_connect = self._on_connect
+        self.client.on_disconnect = self._on_disconnect
+        self.client.on_publish = self._on_publish
+        self.client.message_callback_add(self.topic(Kind.COMMAND), self._on_command_message)
+        self._set_will()
+        self.connected = threading.Event()
+        self.connections = 0
+        self._stopping = False
+        # Message ids sent and not yet acknowledged; paho may report the ack before publish()
+        # returns, hence the second set. Never held while calling into paho (its callbacks
+        # run under paho's own locks).
+        self._lock = threading.Condition()
+        self._unacked: set[int] = set()
+        self._acked_early: set[int] = set()
+
+    def topic(self, kind: Kind) -> str:
+        return topic(self.site, self.gateway, kind)
+
+    def start(self) -> None:
+        """Connect in the background; retries until the broker answers."""
+        log.info("uplink: connecting to %s as %s", where(self.endpoint), self.gateway)
+        self.client.connect_async(self.endpoint.host, self.endpoint.port, keepalive=KEEPALIVE)
+        self.client.loop_start()
+
+    def publish(self, kind: Kind, payload: bytes, *, retain: bool = False) -> None:
+        """Queue a message (QoS 1); paho sends it now or after the next connect."""
+        info = self.client.publish(self.topic(kind), payload, qos=QOS, retain=retain)
+        if info.rc == mqtt.MQTT_ERR_QUEUE_SIZE:  # cannot happen with an unlimited queue; say so if it does
+            log.error("uplink: paho refused a %s message: queue full", kind.value)
+            return
+        with self._lock:
+            if info.mid in self._acked_early:
+                self._acked_early.discard(info.mid)
+            else:
+                self._unacked.add(info.mid)
+
+    def unacked(self) -> int:
+        """Messages handed to paho and not yet acknowledged by the broker."""
+        with self._lock:
+            return len(self._unacked)
+
+    def wait_delivered(self, timeout: float) -> bool:
+        """Block until the broker has acknowledged everything published so far, or `timeout`."""
+        with self._lock:
+            return self._lock.wait_for(lambda: not self._unacked, timeout)
+
+    def stop(self, reason: str = "shutdown", timeout: float = 5.0) -> None:
+        """Say `offline` (retained), wait for acknowledgements, disconnect (which discards the will)."""
+        self._stopping = True
+        status = StatusMessage(ts=self.clock.now(), state="offline", reason=reason)
+        self.publish(Kind.STATUS, encode(status), retain=True)
+        if self.connected.is_set() and not self.wait_delivered(timeout):
+            log.warning("uplink: %d message(s) not acknowledged at shutdown; they are lost", self.unacked())
+        elif not self.connected.is_set() and self.unacked():
+            log.warning("uplink: broker unreachable at shutdown; %d message(s) are lost", self.unacked())
+        self.client.disconnect()
+        self.client.loop_stop()
+
+    # -- paho's network thread -----------------------------------------------------------------
+
+    def _set_will(self) -> None:
+        """The will is made when (re)connecting, so its id and time are those of this connection."""
+        will = StatusMessage(ts=self.clock.now(), state="offline", reason="connection lost")
+        self.client.will_set(self.topic(Kind.STATUS), encode(will), qos=QOS, retain=True)
+
+    def _on_connect(self, client: mqtt.Client, _u: object, flags: object, reason: object, _p: object) -> None:
+        if getattr(reason, "is_failure", False):
+            log.warning("uplink: %s refused the connection: %s", where(self.endpoint), reason)
+            return
+        self.connections += 1
+        log.info(
+            "uplink: connected to %s (session %s)",
+            where(self.endpoint), "resumed" if getattr(flags, "session_present", False) else "new",
+        )  # fmt: skip
+        self.publish(Kind.BIRTH, encode(self._birth()), retain=True)
+        self.publish(Kind.STATUS, encode(StatusMessage(ts=self.clock.now(), state="online")), retain=True)
+        client.subscribe(self.topic(Kind.COMMAND), qos=QOS)
+        self.connected.set()
+
+    def _on_disconnect(self, _c: mqtt.Client, _u: object, _flags: object, reason: object, _p: object) -> None:
+        self.connected.clear()
+        if self._stopping:
+            return
+        log.warning("uplink: disconnected from %s (%s); reconnecting", where(self.endpoint), reason)
+        self._set_will()
+
+    def _on_publish(self, _c: mqtt.Client, _u: object, mid: int, _reason: object, _p: object) -> None:
+        with self._lock:
+            if mid in self._unacked:
+                self._unacked.discard(mid)
+                if not self._unacked:
+                    self._lock.notify_all()
+            else:
+                self._acked_early.add(mid)
+
+    def _on_command_message(self, _c: mqtt.Client, _u: object, message: mqtt.MQTTMessage) -> None:
+        self._on_command(bytes(message.payload))
