@@ -25,22 +25,20 @@ class EdgeSettings(BaseSettings):
 
     mqtt_url: str = Field(
         DEFAULT_MQTT_URL,
-        validation_alias=AliasChoices("mqtt_url", "COMMUNITY_MQTT_URL", "MQTT_URL"),
+        validation_alias=AliasChoices("COMMUNITY_MQTT_URL", "MQTT_URL"),
         description="The uplink broker (the cloud's), mqtt://host:port or mqtts://host:port.",
     )
-    mqtt_username: str | None = Field(
-        None, validation_alias=AliasChoices("mqtt_username", "COMMUNITY_MQTT_USERNAME", "MQTT_USERNAME")
-    )
+    mqtt_username: str | None = Field(None, validation_alias=AliasChoices("COMMUNITY_MQTT_USERNAME", "MQTT_USERNAME"))
     mqtt_password: SecretStr | None = Field(
-        None, validation_alias=AliasChoices("mqtt_password", "COMMUNITY_MQTT_PASSWORD", "MQTT_PASSWORD")
+        None, validation_alias=AliasChoices("COMMUNITY_MQTT_PASSWORD", "MQTT_PASSWORD")
     )
     config: Path | None = Field(
         None,
-        validation_alias=AliasChoices("config", "COMMUNITY_EDGE_CONFIG", "EDGE_CONFIG"),
+        validation_alias=AliasChoices("COMMUNITY_EDGE_CONFIG", "EDGE_CONFIG"),
         description="The gateway config file (site, gateway, devices).",
     )
     log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = Field(
-        "INFO", validation_alias=AliasChoices("log_level", "COMMUNITY_LOG_LEVEL", "LOG_LEVEL")
+        "INFO", validation_alias=AliasChoices("COMMUNITY_LOG_LEVEL", "LOG_LEVEL")
     )
 
     @field_validator("mqtt_url")
