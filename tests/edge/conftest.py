@@ -93,11 +93,13 @@ class Received:
 class MqttRecorder:
     """Subscribes to topics on the test broker and keeps every message, thread-safely."""
 
-    def __init__(self, url: str, client_id: str) -> None:
+    def __init__(self, url: str, client_id: str, *, clean_session: bool = True) -> None:
         endpoint = parse_mqtt_url(url)
         self._cond = threading.Condition()
         self.messages: list[Received] = []
-        self.client = mqtt.Client(CallbackAPIVersion.VERSION2, client_id=client_id, protocol=mqtt.MQTTv311)
+        self.client = mqtt.Client(
+            CallbackAPIVersion.VERSION2, client_id=client_id, clean_session=clean_session, protocol=mqtt.MQTTv311
+        )
         self.client.on_message = self._on_message
         self.client.connect(endpoint.host, endpoint.port)
         self.client.loop_start()

@@ -14,7 +14,7 @@ from typing import Any
 import pytest
 import yaml
 
-from community.broker import free_port
+from community.broker import MosquittoProcess, free_port
 from contract.messages import CommandMessage, encode
 from contract.topics import Kind, topic
 from edge.agent import Agent
@@ -226,3 +226,43 @@ def test_run_agent_stops_cleanly_on_sigterm(tmp_path: Path, mqtt_url: str, uniqu
         recorder.close()
     last = recorder.of_kind("status")[-1].json()
     assert (last["state"], last["reason"]) == ("offline", "shutdown")
+
+
+def test_alarms_raised_while_the_broker_is_away_arrive_when_it_is_back(tmp_path: Path, unique_id: str) -> None:
+    """The rules run at the edge; what they raise waits in the outbox until the broker answers."""
+    scenario_path, site, gateway = site_files(tmp_path, unique_id)
+    scenario = load_scenario(scenario_path)
+    broker = MosquittoProcess(tmp_path / "mosquitto", free_port())
+    recorder_id = f"recorder-{unique_id}"
+    # A persistent session for the recorder, so the broker keeps what arrives while it is away.
+    broker.start()
+    recorder = MqttRecorder(broker.url, recorder_id, clean_session=False)
+    recorder.subscribe(f"community/v1/{site}/{gateway}/alarm")
+    recorder.close()
+    broker.stop()
+
+    async def run() -> None:
+        async with Simulation(scenario, broker.url) as sim:
+            agent = Agent(EdgeSettings(mqtt_url=broker.url), gateway_config=scenario.gateway, backoff_cap=0.5)
+            await agent.start()
+            try:
+                sim.set("pump-1", "fault_code", 5)
+                await until(lambda: "pump_fault" in agent.rules["pump-1"].active())
+                assert not agent.uplink.connected.is_set()
+                assert agent.outbox.pending() >= 1
+                await asyncio.to_thread(broker.start)
+                await until(agent.uplink.connected.is_set)
+                await until(lambda: agent.outbox.pending() == 0)
+            finally:
+                await agent.stop()
+
+    try:
+        asyncio.run(run())
+        recorder = MqttRecorder(broker.url, recorder_id, clean_session=False)
+        try:
+            alarm = recorder.wait_for(lambda r: r.of_kind("alarm"))[0].json()
+        finally:
+            recorder.close()
+    finally:
+        broker.stop()
+    assert (alarm["device"], alarm["rule"], alarm["action"], alarm["value"]) == ("pump-1", "pump_fault", "raise", 5)
