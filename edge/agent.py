@@ -132,8 +132,11 @@ class Agent:
     # -- DeviceSink: called by the drivers on the loop -----------------------------------------
 
     def reading(self, reading: Reading) -> None:
-        for transition in self.rules[reading.device].evaluate(reading.values):
-            self._send_alarm(transition, reading)
+        try:
+            for transition in self.rules[reading.device].evaluate(reading.values):
+                self._send_alarm(transition, reading)
+        except Exception:  # a fault here is ours, not the device's: keep polling, keep the telemetry
+            log.exception("device %s: alarm rules failed on a reading", reading.device)
         was_empty = self.batcher.pending_points == 0
         self.batcher.add(reading)
         if was_empty and self.batcher.pending_points:

@@ -24,7 +24,8 @@ from pydantic import ConfigDict, Field, ValidationError, model_validator
 
 from contract.common import DeviceName, FiniteFloat, Identifier, Strict, Value, format_validation_errors
 from contract.gateway_config import LoadedGatewayConfig, load_gateway_config
-from contract.profiles import DeviceProfile, ProfileError, read_yaml
+from contract.profiles import DeviceProfile, ModbusMetric, ModbusProfile, ProfileError, read_yaml
+from edge.drivers.modbus.codec import EncodeError, encode, orders
 
 PositiveSeconds = Annotated[float, Field(gt=0, le=86400 * 365, allow_inf_nan=False)]
 Seconds = Annotated[float, Field(ge=0, le=86400 * 365, allow_inf_nan=False)]
@@ -157,6 +158,11 @@ def _check_value(field: str, profile: DeviceProfile, metric: str, value: Value, 
         return f"{field}: {metric} is a text; give a quoted string, not {value!r}"
     if kind in ("number", "integer") and (isinstance(value, bool) or not isinstance(value, int | float)):
         return f"{field}: {metric} is a number; give a number, not {value!r}"
+    if isinstance(profile, ModbusProfile) and isinstance(found, ModbusMetric):
+        try:  # the registers must hold it: a uint16 cannot be -1, a string has `count` registers
+            encode(found, value, *orders(found, profile))
+        except EncodeError as exc:
+            return f"{field}: {str(exc).removeprefix(found.name + ': ')}"
     return None
 
 

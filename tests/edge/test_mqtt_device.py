@@ -90,6 +90,7 @@ def test_wrongly_typed_values_are_skipped() -> None:
     reader = PayloadReader("leak-1", "t", sensor_profile())
     got = reader.read(b'{"leak": "maybe", "battery": 87.5, "temp": {"c": true}, "raw": 1e999, "fw": {"v": 1}}')
     assert got == {}
+    assert reader.read(json.dumps({"leak": False, "fw": "x" * 1001}).encode()) == {"leak": False}
 
 
 async def until(predicate: Callable[[], bool], timeout: float = 15.0) -> None:

@@ -61,6 +61,8 @@ def test_the_demo_scenario_loads() -> None:
         ({"pump-1": {"down": [{"at": 5, "for": 10, "every": 10}]}}, {}, r"'for' \(10\) must be shorter"),
         ({"pump-1": {"metrics": {"outlet_pressure": {"sine": {"min": 5, "max": 1, "period": 5}}}}}, {},
          r"min 5.0 is above max 1.0"),
+        ({"pump-1": {"events": [{"at": 1, "set": {"fault_code": -1}}]}}, {},
+         r"events\[0\]\.set\.fault_code: -1 does not fit a uint16"),
         ({}, {"tick": 0}, r"tick: Input should be greater than or equal to 0.05"),
         ({}, {"speed": 2}, r"speed: Extra inputs are not permitted"),
     ],

@@ -15,6 +15,8 @@ from contract.profiles import MqttMetric, MqttProfile
 
 log = logging.getLogger(__name__)
 
+#: The contract carries texts of at most this many characters.
+MAX_TEXT = 1000
 _TRUE = {"true", "on", "yes", "1"}
 _FALSE = {"false", "off", "no", "0"}
 
@@ -79,7 +81,10 @@ def convert(metric: MqttMetric, raw: Any) -> Value:
     if metric.type == "string":
         if isinstance(raw, dict | list):
             raise NotConvertible(f"a JSON {type(raw).__name__} is not a text")
-        return raw if isinstance(raw, str) else json.dumps(raw)
+        text = raw if isinstance(raw, str) else json.dumps(raw)
+        if len(text) > MAX_TEXT:
+            raise NotConvertible(f"a text of {len(text)} characters; at most {MAX_TEXT} travel")
+        return text
     number = _number(raw)
     if metric.type == "integer":
         if not number.is_integer():
