@@ -98,8 +98,13 @@ class MqttDevicePublisher:
         log.info("simulated MQTT devices publish to %s: %s", where(self.endpoint), ", ".join(self.devices))
 
     async def stop(self) -> None:
+        await asyncio.to_thread(self._disconnect)
+
+    def _disconnect(self) -> None:
+        # Back to back on one thread: paho's loop sees the stop request right after the
+        # DISCONNECT is written, instead of polling a closed socket (and logging an error).
         self._client.disconnect()
-        await asyncio.to_thread(self._client.loop_stop)
+        self._client.loop_stop()
 
     def publish(self, name: str) -> None:
         """Send the device's current values (QoS 1; queued by paho while the broker is away)."""

@@ -75,8 +75,13 @@ class MqttDeviceListener:
         if self._watchdog is not None:
             self._watchdog.cancel()
             await asyncio.gather(self._watchdog, return_exceptions=True)
+        await asyncio.to_thread(self._disconnect)
+
+    def _disconnect(self) -> None:
+        # Back to back on one thread: paho's loop sees the stop request right after the
+        # DISCONNECT is written, instead of polling a closed socket (and logging an error).
         self._client.disconnect()
-        await asyncio.to_thread(self._client.loop_stop)
+        self._client.loop_stop()
 
     # -- paho's network thread ---------------------------------------------------------------
 
