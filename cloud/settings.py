@@ -43,6 +43,8 @@ class CloudSettings(BaseSettings):
     telemetry_retention_days: int = Field(default=365, ge=1)
     #: Seen message ids are kept this long; a gateway must not hold a message longer.
     seen_messages_retention_days: int = Field(default=30, ge=1)
+    #: Dead letters (payloads that failed validation) are kept this long for inspection and replay.
+    dead_letters_retention_days: int = Field(default=90, ge=1)
     maintenance_interval_seconds: float = Field(default=3600.0, gt=0)
 
     #: A gateway offline (last will) longer than this raises a `gateway_offline` alarm.

@@ -4,7 +4,6 @@ Imports are inside the commands, so an edge-only install (no FastAPI, no psycopg
 `community edge` and `community simulate`.
 """
 
-import os
 from enum import StrEnum
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated
@@ -52,7 +51,6 @@ def cloud(
     if not settings.database_url:
         pg, url = _embedded_database(settings.data_dir)
         typer.echo(f"DATABASE_URL not set: using the embedded PostgreSQL in {settings.data_dir / 'pgdata'}")
-        os.environ["DATABASE_URL"] = url
         settings = settings.model_copy(update={"database_url": url})
     try:
         if role == Role.INGEST:
@@ -66,7 +64,8 @@ def cloud(
         else:
             from community.supervisor import Supervisor
 
-            with Supervisor() as sup:
+            # the children read the same settings; the database URL is passed on when it was made here
+            with Supervisor(env={"DATABASE_URL": settings.require_database_url()}) as sup:
                 sup.spawn("ingest", ["cloud", "--role", "ingest"])
                 sup.spawn("api", ["cloud", "--role", "api"])
                 sup.wait()
@@ -82,9 +81,8 @@ def edge(
     mqtt_url: Annotated[str | None, typer.Option(help="uplink broker; default MQTT_URL")] = None,
 ) -> None:
     """Run the edge agent of one gateway."""
-    from edge.agent import run_agent
-
     from community.logs import setup_logging
+    from edge.agent import run_agent
     from edge.settings import EdgeSettings
 
     overrides: dict[str, object] = {"config": config}
@@ -101,12 +99,14 @@ def simulate(
     mqtt_url: Annotated[str | None, typer.Option(help="broker for MQTT-speaking devices; default MQTT_URL")] = None,
 ) -> None:
     """Run simulated devices (Modbus servers on loopback, MQTT sensors) from a scenario."""
+    from community.logs import setup_logging
+    from edge.settings import EdgeSettings
     from simulator.run import run_simulator
 
-    from community.logs import setup_logging
-
-    setup_logging(os.environ.get("COMMUNITY_LOG_LEVEL", "INFO"))
-    run_simulator(config, mqtt_url or os.environ.get("MQTT_URL"))
+    settings = EdgeSettings()
+    setup_logging(settings.log_level)
+    # without --mqtt-url the simulator takes the gateway config's local broker, else MQTT_URL
+    run_simulator(config, mqtt_url, log_level=settings.log_level)
 
 
 @db_app.command("upgrade")
@@ -131,7 +131,7 @@ def db_upgrade() -> None:
 
 @app.command()
 def demo(
-    http_port: Annotated[int, typer.Option(help="port of the API")] = 8000,
+    http_port: Annotated[int | None, typer.Option(help="port of the API (default COMMUNITY_HTTP_PORT, 8000)")] = None,
     scenario: Annotated[Path | None, typer.Option(help="simulation scenario")] = None,
 ) -> None:
     """Run the whole platform on one machine: database, broker, cloud, an edge agent and simulated devices."""

@@ -8,7 +8,6 @@ ticket and alarm as it opens. Ctrl-C stops everything it started.
 
 import contextlib
 import json
-import os
 import socket
 import sys
 import time
@@ -40,9 +39,13 @@ def _say(text: str = "") -> None:
     print(text, flush=True)
 
 
-def run_demo(*, http_port: int = 8000, scenario: Path | None = None) -> int:
+def run_demo(*, http_port: int | None = None, scenario: Path | None = None) -> int:
+    from cloud.settings import CloudSettings
     from cloud.storage.migrate import upgrade
     from community.embedded_db import EmbeddedPostgres
+
+    settings = CloudSettings()
+    http_port = http_port or settings.http_port
 
     scenario = scenario or EXAMPLES / "demo-simulation.yaml"
     site_config = EXAMPLES / "demo-site.yaml"
@@ -56,7 +59,7 @@ def run_demo(*, http_port: int = 8000, scenario: Path | None = None) -> int:
     broker = None
     sup = Supervisor(log_dir=log_dir)
     try:
-        database_url = os.environ.get("DATABASE_URL")
+        database_url = settings.database_url
         if database_url:
             _say("database:   DATABASE_URL (your PostgreSQL)")
         else:
@@ -66,7 +69,7 @@ def run_demo(*, http_port: int = 8000, scenario: Path | None = None) -> int:
         applied = upgrade(database_url)
         _say("schema:     " + (f"applied {', '.join(applied)}" if applied else "up to date"))
 
-        mqtt_url = os.environ.get("MQTT_URL")
+        mqtt_url = settings.mqtt_url if "mqtt_url" in settings.model_fields_set else None
         if mqtt_url:
             _say(f"broker:     MQTT_URL ({mqtt_url})")
         else:

@@ -4,7 +4,7 @@
   gets a `gateway_offline` alarm (and a ticket when configured); it clears when the gateway
   says online again.
 - Telemetry partitions are created ahead for this month and the next, and dropped past the
-  retention; seen message ids past their retention are deleted in small batches.
+  retention; seen message ids and dead letters past their retention are deleted.
 """
 
 import logging
@@ -86,6 +86,13 @@ def maintain_storage(
         purged = purge_seen_messages(conn, settings, clock)
         if purged:
             log.info("forgot %d message ids older than %d days", purged, settings.seen_messages_retention_days)
+        with conn.transaction():
+            cur = conn.execute(
+                "DELETE FROM dead_letters WHERE received_at < %s",
+                (clock.now() - timedelta(days=settings.dead_letters_retention_days),),
+            )
+        if cur.rowcount:
+            log.info("deleted %d dead letters older than %d days", cur.rowcount, settings.dead_letters_retention_days)
 
 
 class Housekeeper(threading.Thread):

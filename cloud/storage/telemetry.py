@@ -1,8 +1,8 @@
 """Telemetry rows: batched COPY in, time-bucketed aggregates out, monthly partitions kept.
 
 On plain PostgreSQL the table is partitioned by month; partitions are created before rows
-need them and dropped past the retention. On TimescaleDB the extension's own chunks and
-policies do that, and the functions here that manage partitions do nothing.
+need them and dropped past the retention. On TimescaleDB the extension makes its chunks itself,
+and the retention drops old chunks with `drop_chunks`, driven by the same setting.
 """
 
 import logging
@@ -90,9 +90,11 @@ class Partitions:
                 conn.execute("SELECT pg_advisory_unlock(%s)", (self._LOCK_KEY,))
 
     def drop_older_than(self, database_url: str, cutoff: datetime) -> list[str]:
-        """Drop whole monthly partitions that end before the cutoff (retention)."""
-        if self._timescale:
-            return []
+        """Drop whole monthly partitions (or TimescaleDB chunks) that end before the cutoff (retention)."""
+        if self._timescale:  # not exercised by the tests: TimescaleDB cannot be installed where they run
+            with psycopg.connect(database_url, autocommit=True) as conn:
+                rows = conn.execute("SELECT drop_chunks('telemetry', older_than => %s)", (cutoff,)).fetchall()
+            return [str(_first(r)) for r in rows]
         dropped = []
         with psycopg.connect(database_url, autocommit=True) as conn:
             rows = conn.execute(

@@ -34,7 +34,7 @@ BEGIN
             )
         $sql$;
         PERFORM add_compression_policy('telemetry', interval '7 days');
-        PERFORM add_retention_policy('telemetry', interval '365 days');
+        -- retention: the ingest's housekeeping drops old chunks (COMMUNITY_TELEMETRY_RETENTION_DAYS)
         EXECUTE $sql$
             CREATE FUNCTION community_time_bucket(width interval, ts timestamptz)
             RETURNS timestamptz LANGUAGE sql IMMUTABLE PARALLEL SAFE
