@@ -89,7 +89,8 @@ def test_agent_end_to_end(tmp_path: Path, mqtt_url: str, unique_id: str, mqtt_re
             await agent.start()
             try:
                 await until(agent.uplink.connected.is_set)
-                # Subscribing after the agent connected: birth and status arrive as retained messages.
+                await until(lambda: agent.outbox.pending() == 0)  # the broker holds birth and status
+                # Subscribing after that, birth and status arrive as retained messages.
                 mqtt_recorder.subscribe(f"community/v1/{site}/{gateway}/#")
                 births = await until(lambda: [m for m in mqtt_recorder.of_kind("birth") if m.retain])
                 birth = births[0].json()
