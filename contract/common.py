@@ -81,6 +81,7 @@ def format_validation_errors(errors: list[dict], *, drop_union_tags: tuple[str, 
         path = ""
         for p in loc:
             path += f"[{p}]" if isinstance(p, int) else (f".{p}" if path else str(p))
-        msg = err.get("msg", "invalid")
-        parts.append(f"{path or '(document)'}: {msg}")
+        msg = str(err.get("msg", "invalid")).removeprefix("Value error, ")
+        # a check across fields has no location; its message names the fields itself
+        parts.append(f"{path}: {msg}" if path else msg)
     return "; ".join(parts)

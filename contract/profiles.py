@@ -187,7 +187,7 @@ class _ProfileBase(Strict):
         if len(metrics) != len(self.metrics):  # type: ignore[attr-defined]
             seen: set[str] = set()
             dup = next(m.name for m in self.metrics if m.name in seen or seen.add(m.name))  # type: ignore[attr-defined,func-returns-value]
-            raise ValueError(f"metric name {dup!r} is used twice")
+            raise ValueError(f"metrics: metric name {dup!r} is used twice")
         rule_ids: set[str] = set()
         for i, rule in enumerate(self.alarms):
             if rule.id in rule_ids:

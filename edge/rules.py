@@ -4,6 +4,11 @@ A rule is raised when its condition has held for `hold` seconds and cleared when
 holds; `above`/`below` clear only past the threshold minus (plus) the hysteresis, so a value
 hovering at the threshold does not raise and clear on every poll. A device that goes offline
 keeps its alarms: silence is not a fix.
+
+After a start the agent does not know what the cloud last heard (an alarm raised before a
+restart may have ended while the agent was down), so every rule starts *unknown*: the first
+reading that clearly does not meet the condition sends a `clear`, which the cloud ignores when
+it holds no such alarm. Nothing is left raised in the cloud by a restart.
 """
 
 import logging
@@ -60,7 +65,8 @@ class _RuleState:
     __slots__ = ("active", "pending_since")
 
     def __init__(self) -> None:
-        self.active = False
+        #: None until the first reading settles it (see the module's docstring)
+        self.active: bool | None = None
         self.pending_since: float | None = None
 
 
@@ -79,7 +85,7 @@ class DeviceRules:
 
     def active(self) -> set[str]:
         """Ids of the rules raised now."""
-        return {rule_id for rule_id, state in self._state.items() if state.active}
+        return {rule_id for rule_id, state in self._state.items() if state.active is True}
 
     def evaluate(self, values: Mapping[str, Value]) -> list[Transition]:
         """Feed one reading; the raises and clears it causes. Rules whose metric is absent keep their state."""
@@ -98,6 +104,9 @@ class DeviceRules:
                 continue
             if not self._raises(rule, value):
                 state.pending_since = None
+                if state.active is None and self._clears(rule, value):
+                    state.active = False  # settled: tell the cloud, in case it still holds it raised
+                    transitions.append(self._transition(rule, "clear", value))
                 continue
             if state.pending_since is None:
                 state.pending_since = now

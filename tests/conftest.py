@@ -39,12 +39,23 @@ def mosquitto_factory(tmp_path_factory: pytest.TempPathFactory):
         proc.stop()
 
 
-@pytest.fixture(scope="session")
-def mqtt_url(mosquitto_factory) -> str:
-    """The broker for tests that need an ordinary one: MQTT_URL, or a private mosquitto."""
+@pytest.fixture
+def mqtt_url(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+    """The broker for tests that need an ordinary one: MQTT_URL, or a fresh mosquitto for this test.
+
+    Fresh per test, because gateways leave retained births and statuses behind that would reach
+    the next test's ingest. With MQTT_URL, tests keep apart by their unique site and gateway ids.
+    """
     if os.environ.get("MQTT_URL"):
-        return os.environ["MQTT_URL"]
-    return mosquitto_factory().url
+        yield os.environ["MQTT_URL"]
+        return
+    if shutil.which("mosquitto") is None:
+        pytest.fail("mosquitto is not installed: apt-get install mosquitto (or run .ci/run as root)")
+    proc = MosquittoProcess(tmp_path_factory.mktemp("mosquitto")).start()
+    try:
+        yield proc.url
+    finally:
+        proc.stop()
 
 
 @pytest.fixture

@@ -30,6 +30,7 @@ from contract.messages import (
     StatusMessage,
     decode,
 )
+from contract.topics import Kind
 
 log = logging.getLogger(__name__)
 
@@ -100,6 +101,11 @@ class ControlHandler(threading.Thread):
         try:
             if item.parsed is None:
                 raise InvalidMessage(f"topic {item.topic!r} is not in the contract")
+            if not item.payload and item.parsed.kind in (Kind.BIRTH, Kind.STATUS):
+                # an empty retained message removes the retained state (MQTT's convention): nothing to store
+                log.debug("retained %s of %s removed", item.parsed.kind.value, item.parsed.gateway)
+                self._ack(item)
+                return
             msg = decode(item.parsed.kind, item.payload)
             with conn.transaction():
                 if self._first_time(conn, item, msg):
@@ -195,7 +201,8 @@ class ControlHandler(threading.Thread):
                 conn, key=alarms.device_key(device.id, msg.rule), cleared_at=msg.ts, value=msg.value, now=now
             )
             if cleared is None:
-                log.info("clear of alarm %s on %s, which is not active here; nothing to clear", msg.rule, msg.device)
+                # normal after a gateway restart: it settles every rule once, clear or not
+                log.debug("clear of alarm %s on %s, which is not active here; nothing to clear", msg.rule, msg.device)
             notify(conn, "alarm_cleared", {"alarm_id": cleared, "message_id": str(msg.id)})
 
     def _event(self, conn: psycopg.Connection, site: str, gateway: str, msg: EventMessage, now: datetime) -> None:

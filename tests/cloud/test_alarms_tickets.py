@@ -74,8 +74,8 @@ def test_alarm_opens_one_ticket_repeats_attach_and_clears_are_recorded(
         assert (second[0]["type"], second[0]["category"], second[0]["priority"]) == ("safety", "safety", "high")
         assert [t["number"] for t in tickets(client, type="safety")] == ["T-20261125-0002"]
 
-    assert count(database_url, "SELECT count(*) FROM alarms") == 3
-    assert count(database_url, "SELECT count(*) FROM tickets") == 2
+    assert count(database_url, "SELECT count(*) FROM alarms WHERE site_id = %s", (gateway.site,)) == 3
+    assert count(database_url, "SELECT count(*) FROM tickets WHERE site_id = %s", (gateway.site,)) == 2
 
 
 def test_alarm_without_ticket_rule_opens_none(database_url, mqtt_url, unique_id, gateway, clock):

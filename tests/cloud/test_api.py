@@ -24,7 +24,9 @@ def test_devices_and_telemetry(stack, database_url):
     for i in range(60):
         gw.telemetry("pump-1", {"pressure": float(i % 10), "fault_code": 0}, T0 + timedelta(seconds=10 * i))
     wait_for(lambda: count(database_url, "SELECT count(*) FROM telemetry") == 120)
-    device = wait_for(lambda: [d for d in client.get("/api/v1/devices").json() if d["last_values"]])[0]
+    device = wait_for(
+        lambda: [d for d in client.get("/api/v1/devices", params={"site": gw.site}).json() if d["last_values"]]
+    )[0]
     assert device["name"] == "pump-1" and device["gateway_id"] == gw.gateway and device["site_id"] == gw.site
     assert device["last_values"]["pressure"]["value"] == 9.0
     assert device["last_values"]["pressure"]["unit"] == "bar"
@@ -45,7 +47,7 @@ def test_devices_and_telemetry(stack, database_url):
     # the site filter and gateway list agree
     assert len(client.get("/api/v1/devices", params={"site": gw.site}).json()) == 1
     assert client.get("/api/v1/devices", params={"site": "elsewhere"}).json() == []
-    assert [g["id"] for g in client.get("/api/v1/gateways").json()] == [gw.gateway]
+    assert [g["id"] for g in client.get("/api/v1/gateways", params={"site": gw.site}).json()] == [gw.gateway]
 
 
 @pytest.mark.parametrize(
@@ -78,8 +80,7 @@ def test_errors_are_json_with_a_reason(database_url, path, params, status, reaso
 def test_telemetry_query_errors(stack, database_url):
     gw, _worker, client = stack
     gw.birth([("pump-1", "water-pump", "B1")])
-    wait_for(lambda: client.get("/api/v1/devices").json())
-    device_id = client.get("/api/v1/devices").json()[0]["id"]
+    device_id = wait_for(lambda: client.get("/api/v1/devices", params={"site": gw.site}).json())[0]["id"]
     url = f"/api/v1/devices/{device_id}/telemetry"
     cases = [
         ({"metric": "pressure", "bucket": "5 minutes"}, 422, "bucket"),

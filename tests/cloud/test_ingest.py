@@ -35,7 +35,14 @@ def test_telemetry_rows_are_committed_and_last_values_kept(database_url, mqtt_ur
         )
         assert worker.telemetry_writer.committed_points == 60
     assert count(database_url, "SELECT count(*) FROM telemetry WHERE metric = 'running' AND value = 1.0") == 20
-    assert count(database_url, "SELECT count(*) FROM devices WHERE announced AND profile = 'water-pump'") == 1
+    assert (
+        count(
+            database_url,
+            "SELECT count(*) FROM devices WHERE announced AND profile = 'water-pump' AND gateway_id = %s",
+            (gateway.gateway,),
+        )
+        == 1
+    )
     # last value is the newest, 3.0 + 19/10
     assert (
         count(database_url, "SELECT count(*) FROM devices WHERE (last_values->'pressure'->>'value')::float = 4.9") == 1
@@ -129,3 +136,14 @@ def test_messages_queued_while_the_cloud_is_down_arrive_after(database_url, mqtt
         gateway.telemetry("pump-1", {"pressure": float(i)})
     with running_ingest(settings):
         wait_for(lambda: count(database_url, "SELECT count(*) FROM telemetry") == 201)
+
+
+def test_an_empty_retained_message_removes_state_without_a_dead_letter(database_url, mqtt_url, unique_id, gateway):
+    settings = settings_for(database_url, mqtt_url, f"ingest-{unique_id}")
+    with running_ingest(settings) as worker:
+        gateway.publish_raw(Kind.BIRTH, b"", retain=True)
+        gateway.publish_raw(Kind.STATUS, b"", retain=True)
+        gateway.publish_raw(Kind.ALARM, b"")  # not a retained kind: a dead letter
+        wait_for(lambda: worker.control.handled + count(database_url, "SELECT count(*) FROM dead_letters") >= 1)
+        wait_for(lambda: count(database_url, "SELECT count(*) FROM dead_letters") == 1)
+    assert count(database_url, "SELECT count(*) FROM dead_letters WHERE topic LIKE %s", ("%/alarm",)) == 1

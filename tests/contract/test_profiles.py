@@ -78,7 +78,7 @@ def test_the_shipped_profiles_cover_what_the_brief_asks() -> None:
         (lambda d: d["metrics"][1].update(table="register"), "metrics[1].table", "Input should be"),
         (lambda d: d.pop("protocol"), "protocol", "missing"),
         (lambda d: d.update(protocol="bacnet"), "protocol", "not one of 'modbus', 'mqtt'"),
-        (lambda d: d["metrics"].append(dict(d["metrics"][0])), "(document)", "metric name 'pressure' is used twice"),
+        (lambda d: d["metrics"].append(dict(d["metrics"][0])), "metrics: ", "metric name 'pressure' is used twice"),
         (lambda d: d["alarms"][0].update(not_equals=None, above=1, hysteresis=-1), "alarms[0].hysteresis", "greater"),
     ],
 )  # fmt: skip

@@ -49,6 +49,7 @@ def test_hold_raises_only_after_the_condition_persisted() -> None:
 def test_hold_restarts_when_the_condition_lapses() -> None:
     clock = ManualClock()
     rules = DeviceRules("pump-1", [rule(below=2.5, hold=10)], clock)
+    assert actions(rules, 3.0) == ["clear"]  # the start state, settled
     actions(rules, 2.0)
     clock.advance(6)
     assert actions(rules, 3.0) == []  # lapsed: the hold starts over
@@ -62,23 +63,23 @@ def test_hold_restarts_when_the_condition_lapses() -> None:
 
 def test_equals_keeps_flags_and_numbers_apart() -> None:
     flag = DeviceRules("lift", [rule(metric="trapped", equals=True)], ManualClock())
-    assert actions(flag, 1, metric="trapped") == []  # 1 is not true
+    assert actions(flag, 1, metric="trapped") == ["clear"]  # 1 is not true: settled as clear
     assert actions(flag, True, metric="trapped") == ["raise"]
     assert actions(flag, False, metric="trapped") == ["clear"]
     number = DeviceRules("lift", [rule(metric="door", equals=4)], ManualClock())
-    assert actions(number, 3, 4.0, 4, 0, metric="door") == ["raise", "clear"]
+    assert actions(number, 3, 4.0, 4, 0, metric="door") == ["clear", "raise", "clear"]
     text = DeviceRules("x", [rule(metric="mode", equals="fault")], ManualClock())
-    assert actions(text, "ok", "fault", metric="mode") == ["raise"]
+    assert actions(text, "ok", "fault", metric="mode") == ["clear", "raise"]
 
 
 def test_not_equals() -> None:
     rules = DeviceRules("pump-1", [rule(metric="fault_code", not_equals=0, severity="critical")], ManualClock())
-    assert actions(rules, 0, 3, 5, 0, metric="fault_code") == ["raise", "clear"]
+    assert actions(rules, 0, 3, 5, 0, metric="fault_code") == ["clear", "raise", "clear"]
 
 
 def test_bit_set_watches_one_bit() -> None:
     rules = DeviceRules("panel", [rule(metric="faults", bit_set=2)], ManualClock())
-    assert actions(rules, 0b011, 0b100, 0b111, 0b011, metric="faults") == ["raise", "clear"]
+    assert actions(rules, 0b011, 0b100, 0b111, 0b011, metric="faults") == ["clear", "raise", "clear"]
 
 
 def test_a_reading_without_the_metric_changes_nothing() -> None:
@@ -113,5 +114,15 @@ def test_messages_are_formatted_safely() -> None:
 
 def test_rules_are_independent_of_each_other() -> None:
     rules = DeviceRules("pump-1", [rule(id="high", above=8), rule(id="low", below=2)], ManualClock())
-    assert [(t.rule.id, t.action) for t in rules.evaluate({"x": 9})] == [("high", "raise")]
+    assert [(t.rule.id, t.action) for t in rules.evaluate({"x": 9})] == [("high", "raise"), ("low", "clear")]
     assert [(t.rule.id, t.action) for t in rules.evaluate({"x": 1})] == [("high", "clear"), ("low", "raise")]
+
+
+def test_the_first_clear_reading_after_a_start_says_clear_once() -> None:
+    """After a restart the cloud may still hold an alarm raised before it: the agent settles it."""
+    rules = DeviceRules("pump-1", [rule(above=8, hysteresis=0.5)], ManualClock())
+    assert actions(rules, 7.8) == []  # within the hysteresis band: not settled either way
+    assert rules.active() == set()
+    assert actions(rules, 7.0) == ["clear"]  # clearly clear: told once
+    assert actions(rules, 6.0, 7.0) == []
+    assert actions(rules, 9.0) == ["raise"]
