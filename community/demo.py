@@ -49,8 +49,10 @@ def run_demo(*, http_port: int | None = None, scenario: Path | None = None) -> i
 
     scenario = scenario or EXAMPLES / "demo-simulation.yaml"
     site_config = EXAMPLES / "demo-site.yaml"
-    VAR.mkdir(exist_ok=True)
-    log_dir = VAR / "logs"
+    # the repository's var/ unless COMMUNITY_DATA_DIR says otherwise
+    var = settings.data_dir.resolve() if "data_dir" in settings.model_fields_set else VAR
+    var.mkdir(parents=True, exist_ok=True)
+    log_dir = var / "logs"
     if not _port_free(http_port):
         _say(f"port {http_port} is in use: stop what uses it, or run `community demo --http-port 8001`")
         return 2
@@ -63,8 +65,8 @@ def run_demo(*, http_port: int | None = None, scenario: Path | None = None) -> i
         if database_url:
             _say("database:   DATABASE_URL (your PostgreSQL)")
         else:
-            _say(f"database:   starting the embedded PostgreSQL 18 (data in {VAR / 'pgdata'}) ...")
-            pg = EmbeddedPostgres(VAR / "pgdata").start()
+            _say(f"database:   starting the embedded PostgreSQL 18 (data in {var / 'pgdata'}) ...")
+            pg = EmbeddedPostgres(var / "pgdata").start()
             database_url = pg.ensure_database("community")
         applied = upgrade(database_url)
         _say("schema:     " + (f"applied {', '.join(applied)}" if applied else "up to date"))
@@ -74,7 +76,7 @@ def run_demo(*, http_port: int | None = None, scenario: Path | None = None) -> i
             _say(f"broker:     MQTT_URL ({mqtt_url})")
         else:
             port = 1883 if _port_free(1883) else free_port()
-            broker = start_local_broker(VAR / "mosquitto", port)
+            broker = start_local_broker(var / "mosquitto", port)
             mqtt_url = broker.url
             kind = "mosquitto" if type(broker).__name__ == "MosquittoProcess" else "in-process amqtt broker"
             _say(f"broker:     {kind} on {mqtt_url}")
@@ -83,7 +85,7 @@ def run_demo(*, http_port: int | None = None, scenario: Path | None = None) -> i
             "DATABASE_URL": database_url,
             "MQTT_URL": mqtt_url,
             "COMMUNITY_HTTP_PORT": str(http_port),
-            "COMMUNITY_DATA_DIR": str(VAR),
+            "COMMUNITY_DATA_DIR": str(var),
             "PYTHONUNBUFFERED": "1",
         }
         sup.env.update(env)

@@ -69,7 +69,8 @@ def site_files(tmp_path: Path, repo_root: Path, unique_id: str) -> Iterator[tupl
         "devices": {
             # the fault comes at 4 s for 3 s, and again at 12 s for 3 s (a repeat while the ticket is open)
             "pump-1": {"metrics": steady, "events": [{"at": 4, "every": 8, "for": 3, "set": {"fault_code": 3}}]},
-            "pump-2": {"metrics": steady},
+            # pump-2's controller stops answering from 3 s to 8 s
+            "pump-2": {"metrics": steady, "down": [{"at": 3, "for": 5}]},
         },
     }
     (tmp_path / "gateway.yaml").write_text(yaml.safe_dump(gateway_config))
@@ -101,6 +102,14 @@ def test_pump_fault_opens_exactly_one_repair_ticket(tmp_path, database_url, mqtt
                 "pump-1",
             )
             assert ticket["number"].startswith("T-")
+
+            # the silent pump goes offline and comes back
+            def pump2_online() -> bool | None:
+                devices = client.get("/api/v1/devices", params={"site": site}).json()
+                return next(d["online"] for d in devices if d["name"] == "pump-2")
+
+            wait_for(lambda: pump2_online() is False, timeout=20)
+            wait_for(lambda: pump2_online() is True, timeout=20)
 
             # the fault clears at 7 s and comes back at 12 s: one ticket, two occurrences, the clear on it
             def repeated() -> dict | None:
