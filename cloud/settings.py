@@ -22,8 +22,9 @@ class CloudSettings(BaseSettings):
     )
     mqtt_username: str | None = None
     mqtt_password: str | None = None
-    #: The ingest's MQTT client id. Its session is persistent: while the cloud is down the broker
-    #: queues what gateways send, and the ingest picks it up on return.
+    #: The ingest's MQTT client id (telemetry); the control lane uses this id plus "-control".
+    #: Both sessions are persistent: while the cloud is down the broker queues what gateways
+    #: send, and the ingest picks it up on return.
     mqtt_client_id: str = "community-cloud-ingest"
 
     http_host: str = "127.0.0.1"
@@ -33,6 +34,9 @@ class CloudSettings(BaseSettings):
 
     #: Telemetry messages committed together in one transaction, at most.
     ingest_batch_messages: int = Field(default=500, ge=1, le=10_000)
+    #: Threads that write telemetry batches, each with its own connection: while one waits on
+    #: PostgreSQL, another decodes the next batch.
+    ingest_telemetry_writers: int = Field(default=2, ge=1, le=16)
     #: How long the ingest waits to fill a batch before it commits what it has.
     ingest_batch_delay_ms: float = Field(default=50.0, ge=0, le=5_000)
     #: Messages held between the MQTT thread and the writers; when full the broker waits.

@@ -44,9 +44,14 @@ def topic(site: str, gateway: str, kind: Kind) -> str:
     return f"{ROOT}/{site}/{gateway}/{kind.value}"
 
 
+def cloud_subscription(kind: Kind) -> str:
+    """The topic filter for one kind, all sites and gateways."""
+    return f"{ROOT}/+/+/{kind.value}"
+
+
 def cloud_subscriptions() -> list[str]:
     """Topic filters the cloud ingest subscribes to (one per kind, all sites and gateways)."""
-    return [f"{ROOT}/+/+/{kind.value}" for kind in UPLINK_KINDS]
+    return [cloud_subscription(kind) for kind in UPLINK_KINDS]
 
 
 @dataclass(frozen=True, slots=True)

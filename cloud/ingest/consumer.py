@@ -26,11 +26,13 @@ class Consumer:
         url: str,
         client_id: str,
         deliver: Callable[[Inbound], None],
+        kinds: tuple[topics.Kind, ...] = topics.UPLINK_KINDS,
         username: str | None = None,
         password: str | None = None,
     ) -> None:
         self.endpoint = parse_mqtt_url(url)
         self._deliver = deliver
+        self.kinds = kinds
         self._generation = 0
         self._lock = threading.Lock()
         self.connected = threading.Event()
@@ -72,7 +74,11 @@ class Consumer:
         with self._lock:
             self._generation += 1
         self.subscribed.clear()
-        client.subscribe([(f, 1) for f in topics.cloud_subscriptions()])
+        # the session is persistent: drop what an earlier release may have subscribed for this id
+        others = [topics.cloud_subscription(k) for k in topics.UPLINK_KINDS if k not in self.kinds]
+        if others:
+            client.unsubscribe(others)
+        client.subscribe([(topics.cloud_subscription(k), 1) for k in self.kinds])
         self.connected.set()
         log.info("ingest connected to MQTT %s:%s", self.endpoint.host, self.endpoint.port)
 
@@ -98,6 +104,7 @@ class Consumer:
             qos=msg.qos,
             generation=self._generation,
             parsed=topics.parse(msg.topic),
+            acker=self.ack,
         )
         self._deliver(item)
 

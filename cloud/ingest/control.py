@@ -7,17 +7,15 @@ they have their own queue and connection and never wait behind a telemetry batch
 import json
 import logging
 import queue
-import threading
-from collections.abc import Callable
 from datetime import datetime
 
 import psycopg
-from psycopg.rows import dict_row
 from psycopg.types.json import Jsonb
 
 from cloud.domain import alarms, registry
 from cloud.domain.registry import Resolver
 from cloud.ingest import deadletter
+from cloud.ingest.db_worker import DatabaseWorker
 from cloud.ingest.inbound import Inbound
 from contract.clock import Clock
 from contract.messages import (
@@ -46,33 +44,20 @@ def notify(conn: psycopg.Connection, kind: str, data: dict) -> None:
     conn.execute("SELECT pg_notify(%s, %s)", (NOTIFY_CHANNEL, json.dumps({"kind": kind, **data})))
 
 
-class ControlHandler(threading.Thread):
+class ControlHandler(DatabaseWorker):
     def __init__(
         self,
         *,
         database_url: str,
         inbox: "queue.Queue[Inbound]",
-        ack: Callable[[Inbound], None],
         resolver: Resolver,
         clock: Clock,
     ) -> None:
-        super().__init__(name="control-handler", daemon=True)
-        self._url = database_url
+        super().__init__(name="control-handler", database_url=database_url)
         self._inbox = inbox
-        self._ack = ack
         self._resolver = resolver
         self._clock = clock
-        self._stop_event = threading.Event()
-        self._conn: psycopg.Connection | None = None
         self.handled = 0
-
-    def stop(self) -> None:
-        self._stop_event.set()
-
-    def _connection(self) -> psycopg.Connection:
-        if self._conn is None or self._conn.closed:
-            self._conn = psycopg.connect(self._url, row_factory=dict_row)
-        return self._conn
 
     def run(self) -> None:
         while not self._stop_event.is_set() or not self._inbox.empty():
@@ -80,21 +65,9 @@ class ControlHandler(threading.Thread):
                 item = self._inbox.get(timeout=0.2)
             except queue.Empty:
                 continue
-            delay = 0.5
-            while True:
-                try:
-                    self.handle(item)
-                    break
-                except psycopg.OperationalError as exc:
-                    log.error("control message not stored, database unavailable (%s); retrying in %.1fs", exc, delay)
-                    if self._conn is not None:
-                        self._conn.close()
-                    self._conn = None
-                    if self._stop_event.wait(delay):
-                        return
-                    delay = min(delay * 2, 30.0)
-        if self._conn is not None:
-            self._conn.close()
+            if not self._until_stored(lambda i=item: self.handle(i), f"a message on {item.topic}"):
+                break
+        self._drop_connection()
 
     def handle(self, item: Inbound) -> None:
         conn = self._connection()
@@ -104,7 +77,7 @@ class ControlHandler(threading.Thread):
             if not item.payload and item.parsed.kind in (Kind.BIRTH, Kind.STATUS):
                 # an empty retained message removes the retained state (MQTT's convention): nothing to store
                 log.debug("retained %s of %s removed", item.parsed.kind.value, item.parsed.gateway)
-                self._ack(item)
+                item.ack()
                 return
             msg = decode(item.parsed.kind, item.payload)
             with conn.transaction():
@@ -120,10 +93,9 @@ class ControlHandler(threading.Thread):
             if conn.closed:
                 raise psycopg.OperationalError("connection closed") from exc
             with conn.transaction():
-                deadletter.store(
-                    conn, topic=item.topic, payload=item.payload, reason=f"internal error: {type(exc).__name__}: {exc}"
-                )
-        self._ack(item)
+                reason = f"internal error: {type(exc).__name__}: {exc}"
+                deadletter.store(conn, topic=item.topic, payload=item.payload, reason=reason)
+        item.ack()
         self.handled += 1
 
     def _first_time(self, conn: psycopg.Connection, item: Inbound, msg: Envelope) -> bool:

@@ -20,21 +20,28 @@ class LastValues:
         self._gateways_seen: dict[str, datetime] = {}
         self._lock = threading.Lock()
 
-    def update(self, device_id: int, ts: datetime, values: dict[str, Value]) -> None:
+    def update_many(
+        self,
+        readings: list[tuple[int, datetime, dict[str, Value]]],
+        *,
+        gateways: set[str] = frozenset(),  # type: ignore[assignment]
+        seen_at: datetime | None = None,
+    ) -> None:
+        """Take a committed batch's readings (device id, time, values); older values never win."""
         with self._lock:
-            latest = self._latest.setdefault(device_id, {})
-            dirty = None
-            for metric, value in values.items():
-                known = latest.get(metric)
-                if known is None or known[0] <= ts:
-                    latest[metric] = (ts, value)
-                    if dirty is None:
-                        dirty = self._dirty.setdefault(device_id, {})
-                    dirty[metric] = (ts, value)
-
-    def gateway_seen(self, gateway: str, at: datetime) -> None:
-        with self._lock:
-            self._gateways_seen[gateway] = at
+            for device_id, ts, values in readings:
+                latest = self._latest.setdefault(device_id, {})
+                dirty = None
+                for metric, value in values.items():
+                    known = latest.get(metric)
+                    if known is None or known[0] <= ts:
+                        latest[metric] = (ts, value)
+                        if dirty is None:
+                            dirty = self._dirty.setdefault(device_id, {})
+                        dirty[metric] = (ts, value)
+            if seen_at is not None:
+                for gateway in gateways:
+                    self._gateways_seen[gateway] = seen_at
 
     def flush(self, conn: psycopg.Connection) -> int:
         with self._lock:

@@ -3,23 +3,23 @@
 One transaction per batch of up to `ingest_batch_messages` messages. The seen-id insert and
 the COPY of the new messages' rows commit together, so a message is either fully stored and
 its id recorded, or neither; the broker's redelivery then finds the id and adds nothing.
+Several writers may take batches from the same queue (`ingest_telemetry_writers`): while one
+waits on PostgreSQL another decodes, and the primary key on message ids keeps them honest.
 """
 
-import contextlib
 import logging
 import queue
-import threading
 import time
-from collections.abc import Callable
-from datetime import datetime
-
-import psycopg
+from datetime import datetime, timedelta
+from uuid import UUID
 
 from cloud.domain.registry import Resolver
 from cloud.ingest import deadletter
+from cloud.ingest.db_worker import DatabaseWorker
 from cloud.ingest.inbound import Inbound
 from cloud.ingest.last_values import LastValues
 from cloud.storage import telemetry
+from cloud.storage.telemetry import Partitions
 from contract.clock import Clock
 from contract.messages import InvalidMessage, TelemetryBatch, decode
 from contract.topics import Kind
@@ -43,39 +43,35 @@ def rows_of(batch: TelemetryBatch, device_ids: dict[str, int]) -> list[telemetry
     return rows
 
 
-class TelemetryWriter(threading.Thread):
+class TelemetryWriter(DatabaseWorker):
     def __init__(
         self,
         *,
         database_url: str,
         inbox: "queue.Queue[Inbound]",
-        ack: Callable[[Inbound], None],
         resolver: Resolver,
-        partitions: telemetry.Partitions,
+        partitions: Partitions,
         last_values: LastValues,
         clock: Clock,
         batch_messages: int,
         batch_delay: float,
+        max_age: timedelta,
+        max_ahead: timedelta = timedelta(days=1),
         name: str = "telemetry-writer",
     ) -> None:
-        super().__init__(name=name, daemon=True)
-        self._url = database_url
+        super().__init__(name=name, database_url=database_url)
         self._inbox = inbox
-        self._ack = ack
         self._resolver = resolver
         self._partitions = partitions
         self._last_values = last_values
         self._clock = clock
         self._batch_messages = batch_messages
         self._batch_delay = batch_delay
-        self._stop_event = threading.Event()
-        self._conn: psycopg.Connection | None = None
+        self._max_age = max_age
+        self._max_ahead = max_ahead
         self.committed_messages = 0
         self.committed_points = 0
         self.duplicates = 0
-
-    def stop(self) -> None:
-        self._stop_event.set()
 
     def _collect(self) -> list[Inbound]:
         try:
@@ -95,40 +91,32 @@ class TelemetryWriter(threading.Thread):
     def run(self) -> None:
         while not self._stop_event.is_set() or not self._inbox.empty():
             batch = self._collect()
-            if not batch:
-                continue
-            delay = 0.5
-            while True:
-                try:
-                    self._write(batch)
-                    break
-                except psycopg.OperationalError as exc:
-                    # the database went away: keep the batch (unacknowledged) and try again
-                    log.error("telemetry batch not stored, database unavailable (%s); retrying in %.1fs", exc, delay)
-                    self._drop_connection()
-                    if self._stop_event.wait(delay) and self._stop_event.is_set():
-                        log.warning(
-                            "stopping with %d telemetry messages unacknowledged; the broker keeps them", len(batch)
-                        )
-                        return
-                    delay = min(delay * 2, 30.0)
+            if batch and not self._until_stored(lambda b=batch: self._write(b), f"a batch of {len(batch)} messages"):
+                break
         self._drop_connection()
 
-    def _connection(self) -> psycopg.Connection:
-        if self._conn is None or self._conn.closed:
-            self._conn = psycopg.connect(self._url)
-        return self._conn
-
-    def _drop_connection(self) -> None:
-        if self._conn is not None:
-            with contextlib.suppress(Exception):
-                self._conn.close()
-            self._conn = None
+    def _check_times(self, msg: TelemetryBatch) -> None:
+        """A reading dated outside the retention or far in the future means a gateway clock is wrong."""
+        now = self._clock.now()
+        for i, reading in enumerate(msg.readings):
+            if reading.ts < now - self._max_age:
+                raise InvalidMessage(
+                    f"telemetry message: readings[{i}].ts {reading.ts.isoformat()} is older than the retention "
+                    f"({self._max_age.days} days); check the gateway's clock"
+                )
+            if reading.ts > now + self._max_ahead:
+                raise InvalidMessage(
+                    f"telemetry message: readings[{i}].ts {reading.ts.isoformat()} is in the future; "
+                    "check the gateway's clock"
+                )
 
     def _write(self, batch: list[Inbound]) -> None:
         good: list[tuple[Inbound, TelemetryBatch, dict[str, int]]] = []
         dead: list[tuple[Inbound, str]] = []
-        seen_in_batch: set = set()
+        seen_in_batch: set[UUID] = set()
+        duplicates = 0
+        earliest: datetime | None = None
+        latest: datetime | None = None
         for item in batch:
             if item.parsed is None or item.parsed.kind != Kind.TELEMETRY:
                 dead.append((item, f"topic {item.topic!r} is not a telemetry topic of the contract"))
@@ -139,27 +127,28 @@ class TelemetryWriter(threading.Thread):
                 device_ids = self._resolver.device_ids(
                     item.parsed.site, item.parsed.gateway, {r.device for r in msg.readings}
                 )
+                self._check_times(msg)
             except InvalidMessage as exc:
                 dead.append((item, exc.reason))
                 continue
             if msg.id in seen_in_batch:
-                self.duplicates += 1  # the same message twice in one batch: stored once
+                duplicates += 1  # the same message twice in one batch: stored once
                 continue
             seen_in_batch.add(msg.id)
             good.append((item, msg, device_ids))
-
-        times: set[datetime] = set()
-        for _item, msg, _ids in good:
             for reading in msg.readings:
-                times.add(reading.ts)
-        self._partitions.ensure(self._url, times)
+                if earliest is None or reading.ts < earliest:
+                    earliest = reading.ts
+                if latest is None or reading.ts > latest:
+                    latest = reading.ts
+        if earliest is not None and latest is not None:
+            self._partitions.ensure_span(self._url, earliest, latest)
 
         conn = self._connection()
         points = 0
-        new_count = 0
+        fresh: set[UUID] = set()
         with conn.transaction():
             cur = conn.cursor()
-            fresh: set = set()
             if good:
                 cur.execute(
                     """INSERT INTO ingest_messages (message_id, gateway_id, kind)
@@ -168,7 +157,7 @@ class TelemetryWriter(threading.Thread):
                        RETURNING message_id""",
                     ([m.id for _, m, _ in good], [i.parsed.gateway for i, _, _ in good]),  # type: ignore[union-attr]
                 )
-                fresh = {r[0] for r in cur.fetchall()}
+                fresh = {r["message_id"] for r in cur.fetchall()}
                 rows: list[telemetry.Row] = []
                 for _item, msg, ids in good:
                     if msg.id in fresh:
@@ -176,18 +165,17 @@ class TelemetryWriter(threading.Thread):
                 if rows:
                     telemetry.copy_rows(cur, rows)
                 points = len(rows)
-                new_count = len(fresh)
             for item, reason in dead:
                 deadletter.store(conn, topic=item.topic, payload=item.payload, reason=reason)
         # committed: now the broker may forget them
         for item in batch:
-            self._ack(item)
-        self.committed_messages += new_count
+            item.ack()
+        self.committed_messages += len(fresh)
         self.committed_points += points
-        self.duplicates += len(good) - new_count
+        self.duplicates += duplicates + len(good) - len(fresh)
         now = self._clock.now()
-        for item, msg, ids in good:
-            if msg.id in fresh:
-                for reading in msg.readings:
-                    self._last_values.update(ids[reading.device], reading.ts, reading.values)
-                self._last_values.gateway_seen(item.parsed.gateway, now)  # type: ignore[union-attr]
+        self._last_values.update_many(
+            [(ids[r.device], r.ts, r.values) for _item, msg, ids in good if msg.id in fresh for r in msg.readings],
+            gateways={item.parsed.gateway for item, msg, _ in good if msg.id in fresh},  # type: ignore[union-attr]
+            seen_at=now,
+        )

@@ -1,9 +1,16 @@
-"""The ingest process: one MQTT consumer feeding two lanes (telemetry, control) and a housekeeper."""
+"""The ingest process: two MQTT connections feeding two lanes, and a housekeeper.
 
+Telemetry arrives on one connection and is written by `ingest_telemetry_writers` threads;
+everything else (births, status, alarms, events, command results) arrives on a connection of
+its own and is handled by the control lane, so a telemetry backlog never delays an alarm.
+"""
+
+import gc
 import logging
 import queue
 import signal
 import threading
+from datetime import timedelta
 
 import psycopg
 
@@ -17,7 +24,7 @@ from cloud.ingest.telemetry_writer import TelemetryWriter
 from cloud.settings import CloudSettings
 from cloud.storage import migrate, telemetry
 from contract.clock import Clock, SystemClock
-from contract.topics import Kind
+from contract.topics import UPLINK_KINDS, Kind
 
 log = logging.getLogger(__name__)
 
@@ -33,28 +40,40 @@ class IngestWorker:
         self.resolver = Resolver(self.database_url)
         self.partitions = telemetry.Partitions()
         self.last_values = LastValues()
-        self.consumer = Consumer(
+        self._stopped = threading.Event()
+        login = {"username": settings.mqtt_username, "password": settings.mqtt_password}
+        self.telemetry_consumer = Consumer(
             url=settings.mqtt_url,
             client_id=settings.mqtt_client_id,
             deliver=self._route,
-            username=settings.mqtt_username,
-            password=settings.mqtt_password,
+            kinds=(Kind.TELEMETRY,),
+            **login,
         )
-        self.telemetry_writer = TelemetryWriter(
-            database_url=self.database_url,
-            inbox=self.telemetry_inbox,
-            ack=self.consumer.ack,
-            resolver=self.resolver,
-            partitions=self.partitions,
-            last_values=self.last_values,
-            clock=self.clock,
-            batch_messages=settings.ingest_batch_messages,
-            batch_delay=settings.ingest_batch_delay_ms / 1000,
+        self.control_consumer = Consumer(
+            url=settings.mqtt_url,
+            client_id=f"{settings.mqtt_client_id}-control",
+            deliver=self._route,
+            kinds=tuple(k for k in UPLINK_KINDS if k != Kind.TELEMETRY),
+            **login,
         )
+        self.telemetry_writers = [
+            TelemetryWriter(
+                database_url=self.database_url,
+                inbox=self.telemetry_inbox,
+                resolver=self.resolver,
+                partitions=self.partitions,
+                last_values=self.last_values,
+                clock=self.clock,
+                batch_messages=settings.ingest_batch_messages,
+                batch_delay=settings.ingest_batch_delay_ms / 1000,
+                max_age=timedelta(days=settings.telemetry_retention_days),
+                name=f"telemetry-writer-{i + 1}",
+            )
+            for i in range(settings.ingest_telemetry_writers)
+        ]
         self.control = ControlHandler(
             database_url=self.database_url,
             inbox=self.control_inbox,
-            ack=self.consumer.ack,
             resolver=self.resolver,
             clock=self.clock,
         )
@@ -65,12 +84,35 @@ class IngestWorker:
             partitions=self.partitions,
             last_values=self.last_values,
         )
-        self._stopped = threading.Event()
+
+    @property
+    def consumers(self) -> tuple[Consumer, Consumer]:
+        return (self.telemetry_consumer, self.control_consumer)
+
+    @property
+    def subscribed(self) -> bool:
+        return all(c.subscribed.is_set() for c in self.consumers)
+
+    @property
+    def connected(self) -> bool:
+        return all(c.connected.is_set() for c in self.consumers)
+
+    @property
+    def committed_points(self) -> int:
+        return sum(w.committed_points for w in self.telemetry_writers)
+
+    @property
+    def committed_messages(self) -> int:
+        return sum(w.committed_messages for w in self.telemetry_writers)
+
+    @property
+    def duplicates(self) -> int:
+        return sum(w.duplicates for w in self.telemetry_writers)
 
     def _route(self, item: Inbound) -> None:
         if self._stopped.is_set():
             return  # not acknowledged: the broker delivers it again to the next session
-        # blocks when a lane is full: the MQTT thread stops reading and the broker holds the rest
+        # blocks when a lane is full: that connection stops reading and the broker holds the rest
         if item.parsed is not None and item.parsed.kind == Kind.TELEMETRY:
             self.telemetry_inbox.put(item)
         else:
@@ -84,11 +126,18 @@ class IngestWorker:
         with psycopg.connect(self.database_url) as conn:
             self.partitions.load(conn)
         maintain_storage(self.database_url, self.partitions, self.settings, self.clock)
-        self.telemetry_writer.start()
+        for writer in self.telemetry_writers:
+            writer.start()
         self.control.start()
         self.housekeeper.start()
-        self.consumer.start()
-        log.info("ingest started (MQTT %s, client id %s)", self.settings.mqtt_url, self.settings.mqtt_client_id)
+        for consumer in self.consumers:
+            consumer.start()
+        log.info(
+            "ingest started (MQTT %s, client id %s, %d telemetry writers)",
+            self.settings.mqtt_url,
+            self.settings.mqtt_client_id,
+            len(self.telemetry_writers),
+        )
         return self
 
     def stop(self) -> None:
@@ -96,13 +145,14 @@ class IngestWorker:
         if self._stopped.is_set():
             return
         self._stopped.set()  # new deliveries are left unacknowledged from here on
-        self.telemetry_writer.stop()
-        self.control.stop()
-        self.telemetry_writer.join(30)
-        self.control.join(30)
+        for worker in (*self.telemetry_writers, self.control):
+            worker.stop()
+        for worker in (*self.telemetry_writers, self.control):
+            worker.join(30)
         self.housekeeper.stop()
         self.housekeeper.join(30)
-        self.consumer.stop()
+        for consumer in self.consumers:
+            consumer.stop()
         self.resolver.close()
         log.info("ingest stopped")
 
@@ -116,6 +166,11 @@ class IngestWorker:
 def run_ingest(settings: CloudSettings) -> None:
     """Run until SIGINT or SIGTERM (the `community cloud --role ingest` entry)."""
     worker = IngestWorker(settings).start()
+    # Every message makes thousands of short-lived objects; the default collector thresholds
+    # make full collections (all threads stopped) take a quarter of the ingest's CPU. Freeze
+    # what start-up made and collect young objects less often (measured: docs/benchmarks.md).
+    gc.freeze()
+    gc.set_threshold(100_000, 20, 20)
     done = threading.Event()
 
     def _stop(_sig: int, _frame: object) -> None:

@@ -89,6 +89,13 @@ class Partitions:
             finally:
                 conn.execute("SELECT pg_advisory_unlock(%s)", (self._LOCK_KEY,))
 
+    def ensure_span(self, database_url: str, earliest: datetime, latest: datetime) -> None:
+        """ensure() for every month from the earliest time to the latest."""
+        months = [month_start(earliest)]
+        while months[-1] < month_start(latest):
+            months.append(next_month(months[-1]))
+        self.ensure(database_url, months)
+
     def drop_older_than(self, database_url: str, cutoff: datetime) -> list[str]:
         """Drop whole monthly partitions (or TimescaleDB chunks) that end before the cutoff (retention)."""
         if self._timescale:  # not exercised by the tests: TimescaleDB cannot be installed where they run

@@ -49,7 +49,7 @@ def settings_for(database_url: str, mqtt_url: str, client_id: str, **overrides: 
 def running_ingest(settings: CloudSettings, clock: Clock | None = None) -> Iterator[IngestWorker]:
     worker = IngestWorker(settings, clock=clock, apply_migrations=False).start()
     try:
-        assert worker.consumer.subscribed.wait(10), "ingest did not connect and subscribe to the broker"
+        wait_for(lambda: worker.subscribed, timeout=10)  # fails: the ingest did not connect and subscribe
         yield worker
     finally:
         worker.stop()

@@ -47,9 +47,9 @@ def test_broker_restart_loses_nothing(tmp_path, database_url, unique_id):
             wait_for(lambda: count(database_url, "SELECT count(*) FROM telemetry") == 20)
             gw.close()
             broker.stop()  # clean shutdown: the broker saves its sessions
-            wait_for(lambda: not worker.consumer.connected.is_set(), timeout=10)
+            wait_for(lambda: not any(c.connected.is_set() for c in worker.consumers), timeout=10)
             broker = MosquittoProcess(tmp_path / "mosquitto", port=port).start()
-            wait_for(lambda: worker.consumer.subscribed.is_set(), timeout=30)
+            wait_for(lambda: worker.subscribed, timeout=30)
             gw = Gateway(broker.url, site=f"s{unique_id}", gateway=f"g{unique_id}")
             for i in range(20, 40):
                 gw.telemetry("pump-1", {"pressure": float(i)})
