@@ -16,12 +16,15 @@ from __future__ import annotations
 import argparse
 import multiprocessing as mp
 import os
+import queue
 import sys
+import threading
 import time
 from datetime import timedelta
 from typing import Any
 
 import harness
+import psycopg
 from harness import Prepared, Stack, log
 
 from cloud.ingest.telemetry_writer import rows_of
@@ -76,12 +79,14 @@ def message_rows(prepared: list[Prepared], ids: dict[str, dict[str, int]]) -> li
 
 
 def database_alone(
-    stack: Stack, per_message: list[list[telemetry.Row]], batch_messages: int, min_seconds: float
+    stack: Stack, per_message: list[list[telemetry.Row]], batch_messages: int, min_seconds: float, writers: int
 ) -> dict[str, float]:
-    """COPY the rows, batch by batch as the ingest groups them, for at least min_seconds.
+    """COPY the rows, batch by batch as the ingest groups them, on as many connections at once as the
+    ingest has telemetry writers, for at least min_seconds.
 
     A pass after the first writes the same rows moved later by the whole span of the data, so no
-    row repeats another (only the COPY and the commit are timed).
+    row repeats another. The shifted rows are made before a pass starts; each pass is timed from
+    its first COPY to its last commit.
     """
     stack.prepare_phase()
     chunks = [
@@ -95,23 +100,42 @@ def database_alone(
     elapsed = 0.0
     rows = 0
     passes = 0
-    cpu.start()
-    with stack.connect() as conn:
+    connections = [stack.connect() for _ in range(writers)]
+
+    def copy_from(conn: psycopg.Connection, work: queue.SimpleQueue[list[telemetry.Row]]) -> None:
         cur = conn.cursor()
+        while True:
+            try:
+                chunk = work.get_nowait()
+            except queue.Empty:
+                return
+            with conn.transaction():
+                telemetry.copy_rows(cur, chunk)
+
+    cpu.start()
+    try:
         while True:
             shift = span * passes
             if passes:
                 harness.ensure_partitions(stack.database_url, [first + shift, last + shift])
-            for chunk in chunks:
-                data = chunk if not passes else [(r[0] + shift, r[1], r[2], r[3], r[4]) for r in chunk]
-                t0 = time.perf_counter()
-                with conn.transaction():
-                    telemetry.copy_rows(cur, data)
-                elapsed += time.perf_counter() - t0
-                rows += len(data)
+            data = chunks if not passes else [[(r[0] + shift, r[1], r[2], r[3], r[4]) for r in c] for c in chunks]
+            work: queue.SimpleQueue[list[telemetry.Row]] = queue.SimpleQueue()
+            for chunk in data:
+                work.put(chunk)
+            threads = [threading.Thread(target=copy_from, args=(conn, work)) for conn in connections]
+            t0 = time.perf_counter()
+            for thread in threads:
+                thread.start()
+            for thread in threads:
+                thread.join()
+            elapsed += time.perf_counter() - t0
+            rows += sum(len(c) for c in data)
             passes += 1
             if elapsed >= min_seconds:
                 break
+    finally:
+        for conn in connections:
+            conn.close()
     cpu.stop()
     log(f"  cpu (cores, over the whole phase): {cpu.describe()}")
     return {"rows": rows, "seconds": elapsed, "passes": passes, "transactions": passes * len(chunks)}
@@ -180,12 +204,14 @@ def main() -> int:
 
             log("phase 2/3: database alone ...")
             per_message = message_rows(prepared, ids)
-            db = database_alone(stack, per_message, batch_messages, args.min_seconds)
+            writers = settings.ingest_telemetry_writers
+            db = database_alone(stack, per_message, batch_messages, args.min_seconds, writers)
             del per_message
             d_rps = db["rows"] / db["seconds"]
             print(
                 f"database alone: {d_rps:12,.0f} rows/s ({db['rows']} rows by COPY in {db['seconds']:.1f} s, "
-                f"{db['transactions']} transactions of {batch_messages} messages' rows)"
+                f"{db['transactions']} transactions of {batch_messages} messages' rows on {writers} connections, "
+                "as many as the ingest's telemetry writers)"
             )
 
             log(f"phase 3/3: end to end (ingest as a {args.ingest}) ...")
