@@ -122,6 +122,15 @@ class TicketRef:
     created: bool
 
 
+def _link_alarm(
+    conn: psycopg.Connection, ticket_id: int, req: AlarmTicketRequest, now: datetime, kind: str, body: str
+) -> None:
+    """Put the alarm on the ticket's timeline and point the alarm at its ticket."""
+    data = {"alarm_id": req.alarm_id, "severity": req.severity.value, "raised_at": req.raised_at.isoformat()}
+    add_event(conn, ticket_id, at=now, kind=kind, body=body, data=data)
+    conn.execute("UPDATE alarms SET ticket_id = %s WHERE id = %s", (ticket_id, req.alarm_id))
+
+
 def open_or_attach(conn: psycopg.Connection, req: AlarmTicketRequest, *, now: datetime) -> TicketRef:
     """Open a ticket for an alarm, or add the alarm to the ticket already open for it.
 
@@ -140,15 +149,7 @@ def open_or_attach(conn: psycopg.Connection, req: AlarmTicketRequest, *, now: da
                    WHERE id = %s""",
                 (req.raised_at, now, existing["id"]),
             )
-            add_event(
-                conn,
-                existing["id"],
-                at=now,
-                kind="alarm_repeated",
-                body=f"The alarm occurred again: {req.title}",
-                data={"alarm_id": req.alarm_id, "severity": req.severity.value, "raised_at": req.raised_at.isoformat()},
-            )
-            conn.execute("UPDATE alarms SET ticket_id = %s WHERE id = %s", (existing["id"], req.alarm_id))
+            _link_alarm(conn, existing["id"], req, now, "alarm_repeated", f"The alarm occurred again: {req.title}")
             return TicketRef(existing["id"], existing["number"], created=False)
         number = next_number(conn, timezone=req.site_timezone, now=now)
         try:
@@ -186,15 +187,8 @@ def open_or_attach(conn: psycopg.Connection, req: AlarmTicketRequest, *, now: da
         except psycopg.errors.UniqueViolation:
             continue  # another process opened it first: attach to that one
         assert row is not None
-        add_event(
-            conn,
-            row["id"],
-            at=now,
-            kind="created",
-            body=f"Opened by the {req.source_type} alarm '{req.rule}': {req.title}",
-            data={"alarm_id": req.alarm_id, "severity": req.severity.value, "raised_at": req.raised_at.isoformat()},
-        )
-        conn.execute("UPDATE alarms SET ticket_id = %s WHERE id = %s", (row["id"], req.alarm_id))
+        body = f"Opened by the {req.source_type} alarm '{req.rule}': {req.title}"
+        _link_alarm(conn, row["id"], req, now, "created", body)
         return TicketRef(row["id"], number, created=True)
     raise RuntimeError(f"could not open or find the ticket for {req.alarm_key}")
 
