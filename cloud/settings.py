@@ -3,7 +3,7 @@
 from functools import lru_cache
 from pathlib import Path
 
-from pydantic import AliasChoices, Field
+from pydantic import AliasChoices, Field, SecretStr
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from contract.common import TicketKind
@@ -55,6 +55,50 @@ class CloudSettings(BaseSettings):
     gateway_offline_grace_seconds: float = Field(default=60.0, ge=0)
     gateway_offline_ticket: TicketKind = TicketKind.REPAIR
     watchdog_interval_seconds: float = Field(default=5.0, gt=0)
+
+    # --- security ---------------------------------------------------------------------------
+    #: Signs login tokens (HS256). Unset: generated once and kept in `data_dir/secrets.json`.
+    jwt_secret: SecretStr | None = None
+    #: Minutes a login token is valid (a shift and a bit).
+    token_minutes: int = Field(default=600, ge=5, le=7 * 24 * 60)
+    #: 32-byte key (base64) that encrypts personal data at rest. Unset: generated once and kept
+    #: in `data_dir/secrets.json`; losing it makes stored phone and ID numbers unreadable.
+    data_key: SecretStr | None = None
+
+    # --- workflow -----------------------------------------------------------------------------
+    #: A resolved ticket without the resident's answer closes by itself after this many days.
+    feedback_days: float = Field(default=7.0, gt=0)
+    #: A follow-up visit is due this many days after a ticket with a complainant closes.
+    followup_days: float = Field(default=14.0, gt=0)
+    #: A new ticket on the same unit or device and subcategory within this many days of an
+    #: earlier one's resolution is a re-complaint.
+    recomplaint_window_days: float = Field(default=30.0, gt=0)
+    #: Share of a deadline's time after which the assignee is told it is due soon.
+    sla_warn_fraction: float = Field(default=0.8, gt=0, lt=1)
+    #: How often the workflow scheduler runs (SLA marks and escalations, auto-close, deliveries).
+    scheduler_interval_seconds: float = Field(default=10.0, gt=0)
+    #: Run the workflow scheduler in the API process (several may run it: each change happens once).
+    scheduler_enabled: bool = True
+    #: Largest attachment accepted, in bytes.
+    attachment_max_bytes: int = Field(default=10 * 1024 * 1024, ge=1024)
+
+    # --- notifications ------------------------------------------------------------------------
+    #: SMTP server for e-mail notifications; unset: e-mail is not sent (in-app messages still are).
+    smtp_host: str | None = None
+    smtp_port: int = 25
+    smtp_username: str | None = None
+    smtp_password: SecretStr | None = None
+    smtp_starttls: bool = False
+    smtp_from: str = "community@localhost"
+    #: SMS provider: `log` writes each message to `sms_log_file` (no gateway on this machine),
+    #: `none` sends no SMS.
+    sms_provider: str = Field(default="log", pattern=r"^(log|none)$")
+    #: Where the `log` SMS provider writes; unset: `data_dir/sms.log`.
+    sms_log_file: Path | None = None
+
+    @property
+    def attachments_dir(self) -> Path:
+        return self.data_dir / "attachments"
 
     def require_database_url(self) -> str:
         if not self.database_url:
