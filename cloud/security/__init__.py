@@ -1,0 +1,1 @@
+"""Secrets, password hashing, login tokens and encryption of personal data."""
