@@ -1,27 +1,30 @@
-"""Dependencies every router shares: a database connection and the acting person.
+"""Dependencies every router shares: a database connection, the clock, and who is acting.
 
-Authentication arrives with the complaint-workflow issue: `current_actor` is the one place
-it slots in (a JWT bearer check returning the user and their roles); every router already
-depends on it.
+`principal` reads the bearer token (POST /api/v1/auth/token), checks it against the injectable
+clock and the user's current token version, and loads what the user reaches. `allow(...)`
+turns a list of roles into a dependency that refuses the others with a 403.
 """
 
-from collections.abc import Iterator
-from dataclasses import dataclass
+from collections.abc import Callable, Iterator
 from typing import Annotated
 
 import psycopg
-from fastapi import Depends, Header, Request
+from fastapi import Depends, Request
+from fastapi.security import OAuth2PasswordBearer
 
+from cloud.api.errors import ApiError
+from cloud.domain.access import Principal, Role, load_principal
+from cloud.security import tokens
+from cloud.security.pii import PiiCipher
 from contract.clock import Clock
 
-
-@dataclass(frozen=True)
-class Actor:
-    name: str
+oauth2 = OAuth2PasswordBearer(tokenUrl="/api/v1/auth/token", auto_error=False)
+_BEARER = {"WWW-Authenticate": "Bearer"}
 
 
 def get_conn(request: Request) -> Iterator[psycopg.Connection]:
-    """A pooled connection for one request; committed when the handler returns normally."""
+    """A pooled connection for one request: one transaction, committed when the handler returns
+    normally, rolled back when it raises."""
     pool = request.app.state.pool
     with pool.connection() as conn:
         yield conn
@@ -31,12 +34,44 @@ def get_clock(request: Request) -> Clock:
     return request.app.state.clock
 
 
-def current_actor(
-    x_actor: Annotated[str | None, Header(max_length=100, description="Who acts (until login arrives)")] = None,
-) -> Actor:
-    return Actor(name=x_actor or "anonymous")
+def get_cipher(request: Request) -> PiiCipher:
+    return request.app.state.cipher
 
 
 Conn = Annotated[psycopg.Connection, Depends(get_conn)]
 ClockDep = Annotated[Clock, Depends(get_clock)]
-ActorDep = Annotated[Actor, Depends(current_actor)]
+CipherDep = Annotated[PiiCipher, Depends(get_cipher)]
+
+
+def principal(
+    request: Request, conn: Conn, clock: ClockDep, token: Annotated[str | None, Depends(oauth2)] = None
+) -> Principal:
+    if not token:
+        raise ApiError(401, "not logged in: send a bearer token from POST /api/v1/auth/token", headers=_BEARER)
+    try:
+        claims = tokens.read(request.app.state.secrets.jwt_secret, token, now=clock.now())
+    except tokens.InvalidToken:
+        raise ApiError(401, "the token is invalid or has expired: log in again", headers=_BEARER) from None
+    loaded = load_principal(conn, claims.user_id)
+    if loaded is None:
+        raise ApiError(401, "the token is invalid or has expired: log in again", headers=_BEARER)
+    who, version, active = loaded
+    if not active or version != claims.version:
+        raise ApiError(401, "the token is no longer valid: log in again", headers=_BEARER)
+    return who
+
+
+PrincipalDep = Annotated[Principal, Depends(principal)]
+
+
+def allow(*roles: Role) -> Callable[[Principal], Principal]:
+    """A dependency that lets only these roles through (403 for the others, 401 without login)."""
+    allowed = frozenset(roles)
+
+    def check(who: PrincipalDep) -> Principal:
+        if who.role not in allowed:
+            raise ApiError(403, f"not allowed for the role {who.role.value}")
+        return who
+
+    check.__name__ = "allow_" + "_".join(r.value for r in roles)
+    return check

@@ -14,10 +14,11 @@ log = logging.getLogger(__name__)
 
 
 class ApiError(Exception):
-    def __init__(self, status: int, reason: str) -> None:
+    def __init__(self, status: int, reason: str, *, headers: dict[str, str] | None = None) -> None:
         super().__init__(reason)
         self.status = status
         self.reason = reason
+        self.headers = headers
 
 
 def install(app: FastAPI) -> None:
@@ -34,11 +35,13 @@ def install(app: FastAPI) -> None:
 
     @app.exception_handler(ApiError)
     async def _api_error(_request: Request, exc: ApiError) -> JSONResponse:
-        return JSONResponse(status_code=exc.status, content={"error": exc.reason})
+        return JSONResponse(status_code=exc.status, content={"error": exc.reason}, headers=exc.headers)
 
     @app.exception_handler(StarletteHTTPException)
     async def _http(_request: Request, exc: StarletteHTTPException) -> JSONResponse:
-        return JSONResponse(status_code=exc.status_code, content={"error": str(exc.detail)})
+        return JSONResponse(
+            status_code=exc.status_code, content={"error": str(exc.detail)}, headers=getattr(exc, "headers", None)
+        )
 
     @app.exception_handler(psycopg.OperationalError)
     async def _database_down(_request: Request, exc: psycopg.OperationalError) -> JSONResponse:
