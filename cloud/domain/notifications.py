@@ -106,7 +106,5 @@ def mark_read(conn: psycopg.Connection, user_id: int, notification_id: int, now:
 
 def mark_all_read(conn: psycopg.Connection, user_id: int, now: datetime) -> int:
     """Mark all of a user's unread messages read; returns how many were."""
-    cur = conn.execute(
-        "UPDATE notifications SET read_at = %s WHERE user_id = %s AND read_at IS NULL", (now, user_id)
-    )
+    cur = conn.execute("UPDATE notifications SET read_at = %s WHERE user_id = %s AND read_at IS NULL", (now, user_id))
     return cur.rowcount

@@ -77,10 +77,14 @@ class SmtpEmailSender:
             smtp.send_message(msg)
         except smtplib.SMTPRecipientsRefused as exc:
             codes = [code for code, _ in exc.recipients.values()]
-            raise SendError(f"{where}: recipient refused: {exc.recipients}", permanent=all(c >= 500 for c in codes)) from exc
+            raise SendError(
+                f"{where}: recipient refused: {exc.recipients}", permanent=all(c >= 500 for c in codes)
+            ) from exc
         except smtplib.SMTPDataError as exc:
             permanent = exc.smtp_code >= 500
-            raise SendError(f"{where}: message refused: {exc.smtp_code} {exc.smtp_error!r}", permanent=permanent) from exc
+            raise SendError(
+                f"{where}: message refused: {exc.smtp_code} {exc.smtp_error!r}", permanent=permanent
+            ) from exc
         except (OSError, smtplib.SMTPException) as exc:
             raise SendError(f"{where}: {type(exc).__name__}: {exc}") from exc
         finally:
