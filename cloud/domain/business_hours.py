@@ -147,9 +147,8 @@ def _irregular_dates(zone_key: str, year: int) -> frozenset[date]:
     last = date(year, 12, 31) + timedelta(days=1)
     previous = datetime.combine(day, time(), tzinfo=zone).utcoffset()
     while day <= last:
-        for hour in (12, 24):
-            at = datetime.combine(day, time(), tzinfo=zone) + timedelta(hours=hour)
-            offset = at.replace(tzinfo=None).replace(tzinfo=zone).utcoffset()
+        for sample in (datetime.combine(day, time(12)), datetime.combine(day + timedelta(days=1), time())):
+            offset = sample.replace(tzinfo=zone).utcoffset()
             if offset != previous:
                 found.update(day + timedelta(days=delta) for delta in (-1, 0, 1))
                 previous = offset
@@ -251,9 +250,8 @@ class BusinessCalendar(BaseModel):
         weeks, rest = divmod(days, 7)
         total = weeks * self._week_us
         total += sum(self._nominal_us[(first.weekday() + i) % 7] for i in range(rest))
-        irregular = set(self._sorted_holidays[bisect_left(self._sorted_holidays, first) : bisect_left(
-            self._sorted_holidays, stop
-        )])
+        holidays = self._sorted_holidays
+        irregular = set(holidays[bisect_left(holidays, first) : bisect_left(holidays, stop)])
         for year in range(first.year, stop.year + 1):
             irregular.update(d for d in _irregular_dates(self.timezone, year) if first <= d < stop)
         for day in irregular:
@@ -321,7 +319,7 @@ class BusinessCalendar(BaseModel):
             return 0.0
         if self._always:
             return (tb - ta) / _US
-        if self._week_us == 0 and not self.holidays:
+        if self._week_us == 0:
             return 0.0
         base = self._local_date(ta) - timedelta(days=2)
         return (self._cumulative_us(base, tb) - self._cumulative_us(base, ta)) / _US
