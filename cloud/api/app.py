@@ -7,7 +7,24 @@ from contextlib import asynccontextmanager
 from fastapi import FastAPI
 
 from cloud.api import errors
-from cloud.api.routers import alarms, devices, health, registry, tickets
+from cloud.api.background import Background
+from cloud.api.routers import (
+    alarms,
+    attachments,
+    auth,
+    devices,
+    followups,
+    health,
+    inbox,
+    org,
+    people,
+    places,
+    registry,
+    rules,
+    tickets,
+)
+from cloud.security.keys import load_secrets
+from cloud.security.pii import PiiCipher
 from cloud.settings import CloudSettings
 from cloud.storage import migrate
 from cloud.storage.db import make_pool
@@ -26,9 +43,17 @@ def create_app(settings: CloudSettings, *, clock: Clock | None = None, apply_mig
             if applied:
                 log.info("database migrated: %s", ", ".join(applied))
         app.state.pool = make_pool(database_url, name="api")
+        background = None
+        if settings.scheduler_enabled:
+            background = Background(app.state.pool, settings, app.state.clock, app.state.cipher)
+            background.start()
+        app.state.background = background
         try:
             yield
         finally:
+            if background is not None:
+                background.stop()
+                background.join(10)
             app.state.pool.close()
 
     app = FastAPI(
@@ -39,8 +64,24 @@ def create_app(settings: CloudSettings, *, clock: Clock | None = None, apply_mig
     )
     app.state.settings = settings
     app.state.clock = clock or SystemClock()
+    app.state.secrets = load_secrets(settings)
+    app.state.cipher = PiiCipher(app.state.secrets.data_key)
     errors.install(app)
-    for router in (health.router, devices.router, alarms.router, tickets.router, registry.router):
+    for router in (
+        health.router,
+        auth.router,
+        devices.router,
+        alarms.router,
+        tickets.router,
+        registry.router,
+        places.router,
+        people.router,
+        org.router,
+        attachments.router,
+        rules.router,
+        inbox.router,
+        followups.router,
+    ):
         app.include_router(router)
     return app
 

@@ -8,6 +8,7 @@ from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
+from cloud.domain.workflow import WorkflowError
 from contract.common import format_validation_errors
 
 log = logging.getLogger(__name__)
@@ -36,6 +37,10 @@ def install(app: FastAPI) -> None:
     @app.exception_handler(ApiError)
     async def _api_error(_request: Request, exc: ApiError) -> JSONResponse:
         return JSONResponse(status_code=exc.status, content={"error": exc.reason}, headers=exc.headers)
+
+    @app.exception_handler(WorkflowError)
+    async def _workflow(_request: Request, exc: WorkflowError) -> JSONResponse:
+        return JSONResponse(status_code=exc.status, content={"error": exc.reason})
 
     @app.exception_handler(StarletteHTTPException)
     async def _http(_request: Request, exc: StarletteHTTPException) -> JSONResponse:

@@ -2,6 +2,7 @@
 
 from datetime import datetime
 from typing import Any
+from uuid import UUID
 
 from pydantic import BaseModel
 
@@ -92,8 +93,11 @@ class TicketOut(BaseModel):
     title: str
     description: str
     site_id: str | None
+    building_id: int | None
     building: str | None
     floor: str | None
+    unit_id: int | None
+    unit_number: str | None
     location: str | None
     source_type: str | None
     gateway_id: str | None
@@ -102,10 +106,42 @@ class TicketOut(BaseModel):
     alarm_id: int | None
     alarm_rule: str | None
     occurrences: int
+    complainant_id: int | None
+    complainant_name: str | None
+    department_id: int | None
+    department_name: str | None
+    assignee_id: int | None
+    assignee_name: str | None
+    response_due_at: datetime | None
+    resolution_due_at: datetime | None
+    response_breached_at: datetime | None
+    resolution_breached_at: datetime | None
+    escalation_level: int
+    on_hold_since: datetime | None
+    first_response_at: datetime | None
+    triaged_at: datetime | None
+    assigned_at: datetime | None
+    started_at: datetime | None
+    resolved_at: datetime | None
+    closed_at: datetime | None
+    cancelled_at: datetime | None
+    redirect_reason: str | None
+    redirect_to: str | None
+    plan: str | None
+    work_done: str | None
+    result_note: str | None
+    cause_kind: str | None
+    cause_code: str | None
+    cause_note: str | None
+    rating: int | None
+    rating_comment: str | None
+    rated_at: datetime | None
+    reopen_count: int
+    linked_to: str | None
+    recomplaint_of: str | None
     created_at: datetime
     updated_at: datetime
     last_occurrence_at: datetime | None
-    closed_at: datetime | None
 
 
 class TimelineEntry(BaseModel):
@@ -114,6 +150,7 @@ class TimelineEntry(BaseModel):
     kind: str
     body: str
     data: dict[str, Any]
+    visibility: str
 
 
 class TicketAlarm(BaseModel):
@@ -126,9 +163,20 @@ class TicketAlarm(BaseModel):
     cleared_at: datetime | None
 
 
+class AttachmentOut(BaseModel):
+    id: UUID
+    original_name: str
+    content_type: str
+    size_bytes: int
+    visibility: str
+    created_at: datetime
+
+
 class TicketDetail(TicketOut):
     timeline: list[TimelineEntry]
     alarms: list[TicketAlarm]
+    attachments: list[AttachmentOut]
+    linked: list[str]
 
 
 class GatewayOut(BaseModel):

@@ -12,7 +12,7 @@ from typing import Any
 import psycopg
 from psycopg.types.json import Jsonb
 
-from cloud.domain import tickets
+from cloud.domain import tickets, workflow
 from cloud.domain.registry import DeviceRef
 from contract.common import Category, Severity, TicketKind
 from contract.messages import AlarmMessage
@@ -67,6 +67,7 @@ def _raise(
     building: str | None = None,
     floor: str | None = None,
     room: str | None = None,
+    cfg: workflow.Settings | None = None,
 ) -> RaiseOutcome:
     existing = conn.execute(
         "SELECT id, ticket_id FROM alarms WHERE alarm_key = %s AND state <> 'cleared' FOR UPDATE", (key,)
@@ -126,11 +127,20 @@ def _raise(
             ),
             now=now,
         )
+        if ticket.created and cfg is not None:
+            # a new alarm ticket goes through the same intake as a typed-in one: routed, timed, told
+            row = conn.execute("SELECT * FROM tickets WHERE id = %s", (ticket.id,)).fetchone()
+            workflow.intake(conn, row, None, now, cfg)
     return RaiseOutcome(alarm_id, duplicate=False, ticket=ticket)
 
 
 def raise_device_alarm(
-    conn: psycopg.Connection, *, device: DeviceRef, msg: AlarmMessage, now: datetime
+    conn: psycopg.Connection,
+    *,
+    device: DeviceRef,
+    msg: AlarmMessage,
+    now: datetime,
+    cfg: workflow.Settings | None = None,
 ) -> RaiseOutcome:
     text = msg.message or msg.rule.replace("_", " ")
     return _raise(
@@ -153,6 +163,7 @@ def raise_device_alarm(
         building=device.building,
         floor=device.floor,
         room=device.room,
+        cfg=cfg,
     )
 
 
@@ -168,6 +179,7 @@ def raise_gateway_alarm(
     ticket_kind: TicketKind,
     raised_at: datetime,
     now: datetime,
+    cfg: workflow.Settings | None = None,
 ) -> RaiseOutcome:
     return _raise(
         conn,
@@ -186,6 +198,7 @@ def raise_gateway_alarm(
         raised_at=raised_at,
         now=now,
         title=f"gateway {gateway_id}: {message}",
+        cfg=cfg,
     )
 
 
@@ -263,6 +276,7 @@ def list_alarms(
     states: list[str] | None = None,
     severity: str | None = None,
     site_id: str | None = None,
+    sites: list[str] | None = None,
     device_id: int | None = None,
     limit: int = 100,
     offset: int = 0,
@@ -274,6 +288,7 @@ def list_alarms(
                 WHERE (%(states)s::text[] IS NULL OR a.state = ANY(%(states)s))
                   AND (%(severity)s::text IS NULL OR a.severity = %(severity)s)
                   AND (%(site)s::text IS NULL OR a.site_id = %(site)s)
+                  AND (%(sites)s::text[] IS NULL OR a.site_id = ANY(%(sites)s))
                   AND (%(device)s::bigint IS NULL OR a.device_id = %(device)s)
                 ORDER BY a.raised_at DESC, a.id DESC
                 LIMIT %(limit)s OFFSET %(offset)s""",
@@ -281,6 +296,7 @@ def list_alarms(
                 "states": states,
                 "severity": severity,
                 "site": site_id,
+                "sites": sites,
                 "device": device_id,
                 "limit": limit,
                 "offset": offset,

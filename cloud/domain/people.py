@@ -119,9 +119,15 @@ def search(
 
 
 def create(
-    conn: psycopg.Connection, cipher: PiiCipher, *, kind: str, full_name: str, data: dict[str, Any],
-    actor: Principal | str, now: datetime,
-) -> dict:  # fmt: skip
+    conn: psycopg.Connection,
+    cipher: PiiCipher,
+    *,
+    kind: str,
+    full_name: str,
+    data: dict[str, Any],
+    actor: Principal | str,
+    now: datetime,
+) -> dict:
     row = conn.execute(
         """INSERT INTO people (kind, full_name, phone_enc, phone_hash, id_number_enc, id_number_hash,
                                email_enc, email_hash, created_at, updated_at)
@@ -139,16 +145,26 @@ def create(
     assert row is not None
 
     audit.record(
-        conn, actor=actor, action="create", entity="people", entity_id=row["id"], now=now,
+        conn,
+        actor=actor,
+        action="create",
+        entity="people",
+        entity_id=row["id"],
+        now=now,
         after=view(row, cipher, masked=True),
-    )  # fmt: skip
+    )
     return row
 
 
 def update(
-    conn: psycopg.Connection, cipher: PiiCipher, person_id: int, changes: dict[str, Any], *, actor: Principal,
+    conn: psycopg.Connection,
+    cipher: PiiCipher,
+    person_id: int,
+    changes: dict[str, Any],
+    *,
+    actor: Principal,
     now: datetime,
-) -> dict:  # fmt: skip
+) -> dict:
 
     before = records.fetch(conn, "people", person_id)
     if before is None:
@@ -162,9 +178,15 @@ def update(
     after = records.fetch(conn, "people", person_id)
     assert after is not None
     audit.record(
-        conn, actor=actor, action="update", entity="people", entity_id=person_id, now=now,
-        before=view(before, cipher, masked=True), after=view(after, cipher, masked=True),
-    )  # fmt: skip
+        conn,
+        actor=actor,
+        action="update",
+        entity="people",
+        entity_id=person_id,
+        now=now,
+        before=view(before, cipher, masked=True),
+        after=view(after, cipher, masked=True),
+    )
     return after
 
 
@@ -178,9 +200,14 @@ def set_occupancy(
         (unit_id, person_id, relation),
     )
     audit.record(
-        conn, actor=actor, action="link", entity="unit_occupants", entity_id=f"{unit_id}:{person_id}", now=now,
+        conn,
+        actor=actor,
+        action="link",
+        entity="unit_occupants",
+        entity_id=f"{unit_id}:{person_id}",
+        now=now,
         after={"unit_id": unit_id, "person_id": person_id, "relation": relation},
-    )  # fmt: skip
+    )
 
 
 def remove_occupancy(
@@ -193,7 +220,12 @@ def remove_occupancy(
     if row is None:
         return False
     audit.record(
-        conn, actor=actor, action="unlink", entity="unit_occupants", entity_id=f"{unit_id}:{person_id}", now=now,
+        conn,
+        actor=actor,
+        action="unlink",
+        entity="unit_occupants",
+        entity_id=f"{unit_id}:{person_id}",
+        now=now,
         before=row,
-    )  # fmt: skip
+    )
     return True

@@ -11,6 +11,7 @@ from typing import Any
 from zoneinfo import ZoneInfo
 
 import psycopg
+from psycopg import sql
 from psycopg.types.json import Jsonb
 
 from contract.common import Category, Severity
@@ -85,10 +86,14 @@ def add_event(
     body: str = "",
     actor: str = SYSTEM_ACTOR,
     data: dict[str, Any] | None = None,
+    actor_user_id: int | None = None,
+    visibility: str = "internal",
 ) -> None:
+    """A timeline entry; `shared` entries are shown to the resident, `internal` ones only to staff."""
     conn.execute(
-        "INSERT INTO ticket_events (ticket_id, at, actor, kind, body, data) VALUES (%s, %s, %s, %s, %s, %s)",
-        (ticket_id, at, actor, kind, body, Jsonb(data or {})),
+        """INSERT INTO ticket_events (ticket_id, at, actor, kind, body, data, actor_user_id, visibility)
+           VALUES (%s, %s, %s, %s, %s, %s, %s, %s)""",
+        (ticket_id, at, actor, kind, body, Jsonb(data or {}), actor_user_id, visibility),
     )
 
 
@@ -194,60 +199,102 @@ def open_or_attach(conn: psycopg.Connection, req: AlarmTicketRequest, *, now: da
 
 
 TICKET_COLUMNS = """t.id, t.number, t.type, t.category, t.subcategory, t.channel, t.status, t.priority,
-    t.title, t.description, t.site_id, t.building, t.floor, t.location, t.source_type, t.gateway_id,
-    t.device_id, d.name AS device_name, t.alarm_id, t.alarm_rule, t.occurrences, t.created_at, t.updated_at,
-    t.last_occurrence_at, t.closed_at"""
+    t.title, t.description, t.site_id, t.building_id, coalesce(b.code, t.building) AS building, t.floor,
+    t.unit_id, un.number AS unit_number, t.location, t.source_type, t.gateway_id,
+    t.device_id, d.name AS device_name, t.alarm_id, t.alarm_rule, t.occurrences,
+    t.complainant_id, cp.full_name AS complainant_name, t.department_id, dep.name AS department_name,
+    t.assignee_id, ap.full_name AS assignee_name,
+    t.response_due_at, t.resolution_due_at, t.response_breached_at, t.resolution_breached_at, t.escalation_level,
+    t.on_hold_since, t.first_response_at, t.triaged_at, t.assigned_at, t.started_at, t.resolved_at, t.closed_at,
+    t.cancelled_at, t.redirect_reason, t.redirect_to, t.plan, t.work_done, t.result_note,
+    t.cause_kind, t.cause_code, t.cause_note, t.rating, t.rating_comment, t.rated_at, t.reopen_count,
+    pt.number AS linked_to, rc.number AS recomplaint_of,
+    t.created_at, t.updated_at, t.last_occurrence_at"""
+
+TICKET_FROM = """tickets t
+    LEFT JOIN devices d ON d.id = t.device_id
+    LEFT JOIN buildings b ON b.id = t.building_id
+    LEFT JOIN units un ON un.id = t.unit_id
+    LEFT JOIN people cp ON cp.id = t.complainant_id
+    LEFT JOIN departments dep ON dep.id = t.department_id
+    LEFT JOIN users au ON au.id = t.assignee_id
+    LEFT JOIN people ap ON ap.id = au.person_id
+    LEFT JOIN tickets pt ON pt.id = t.parent_id
+    LEFT JOIN tickets rc ON rc.id = t.recomplaint_of"""
+
+ORDERS = {
+    "newest": "t.created_at DESC, t.id DESC",
+    # the technician's view: what burns first
+    "urgency": """CASE t.priority WHEN 'urgent' THEN 0 WHEN 'high' THEN 1 WHEN 'normal' THEN 2 ELSE 3 END,
+                  coalesce(t.resolution_due_at, 'infinity'), t.created_at""",
+    "due": "coalesce(t.resolution_due_at, 'infinity'), t.created_at",
+}
 
 
 def list_tickets(
     conn: psycopg.Connection,
+    scope: sql.Composable,
     *,
-    channel: str | None = None,
-    type: str | None = None,
-    status: str | None = None,
-    category: str | None = None,
-    site_id: str | None = None,
+    filters: dict[str, Any],
+    order: str = "newest",
     limit: int = 100,
     offset: int = 0,
 ) -> list[dict]:
-    return list(
-        conn.execute(
-            f"""SELECT {TICKET_COLUMNS}
-                FROM tickets t LEFT JOIN devices d ON d.id = t.device_id
-                WHERE (%(channel)s::text IS NULL OR t.channel = %(channel)s)
-                  AND (%(type)s::text IS NULL OR t.type = %(type)s)
-                  AND (%(status)s::text IS NULL OR t.status = %(status)s)
-                  AND (%(category)s::text IS NULL OR t.category = %(category)s)
-                  AND (%(site)s::text IS NULL OR t.site_id = %(site)s)
-                ORDER BY t.created_at DESC, t.id DESC
-                LIMIT %(limit)s OFFSET %(offset)s""",
-            {
-                "channel": channel,
-                "type": type,
-                "status": status,
-                "category": category,
-                "site": site_id,
-                "limit": limit,
-                "offset": offset,
-            },
-        ).fetchall()
-    )
+    """Tickets within the scope, filtered; `filters` keys: channel, type, status, category, site,
+    assignee, department, unit, device, complainant, breached (bool), open (bool)."""
+    params = {
+        key: filters.get(key)
+        for key in ("channel", "type", "status", "category", "site", "assignee", "department", "unit", "device",
+                    "complainant", "breached", "open")
+    }  # fmt: skip
+    query = sql.SQL(
+        f"""SELECT {TICKET_COLUMNS} FROM {TICKET_FROM}
+            WHERE {{scope}}
+              AND (%(channel)s::text IS NULL OR t.channel = %(channel)s)
+              AND (%(type)s::text IS NULL OR t.type = %(type)s)
+              AND (%(status)s::text IS NULL OR t.status = %(status)s)
+              AND (%(category)s::text IS NULL OR t.category = %(category)s)
+              AND (%(site)s::text IS NULL OR t.site_id = %(site)s)
+              AND (%(assignee)s::bigint IS NULL OR t.assignee_id = %(assignee)s)
+              AND (%(department)s::bigint IS NULL OR t.department_id = %(department)s)
+              AND (%(unit)s::bigint IS NULL OR t.unit_id = %(unit)s)
+              AND (%(device)s::bigint IS NULL OR t.device_id = %(device)s)
+              AND (%(complainant)s::bigint IS NULL OR t.complainant_id = %(complainant)s)
+              AND (%(breached)s::boolean IS NULL OR
+                   (t.response_breached_at IS NOT NULL OR t.resolution_breached_at IS NOT NULL) = %(breached)s)
+              AND (%(open)s::boolean IS NULL OR
+                   (t.status NOT IN ('resolved', 'closed', 'cancelled', 'redirected')) = %(open)s)
+            ORDER BY {ORDERS[order]}
+            LIMIT %(limit)s OFFSET %(offset)s"""
+    ).format(scope=scope)
+    return list(conn.execute(query, {**params, "limit": limit, "offset": offset}).fetchall())
 
 
-def get_ticket(conn: psycopg.Connection, number: str) -> dict | None:
+def get_ticket(conn: psycopg.Connection, scope: sql.Composable, number: str, *, staff_view: bool) -> dict | None:
+    """One ticket with its timeline, alarms, attachments and linked tickets; residents see only what is shared."""
     ticket = conn.execute(
-        f"SELECT {TICKET_COLUMNS} FROM tickets t LEFT JOIN devices d ON d.id = t.device_id WHERE t.number = %s",
+        sql.SQL(f"SELECT {TICKET_COLUMNS} FROM {TICKET_FROM} WHERE t.number = %s AND {{scope}}").format(scope=scope),
         (number,),
     ).fetchone()
     if ticket is None:
         return None
     ticket["timeline"] = conn.execute(
-        "SELECT at, actor, kind, body, data FROM ticket_events WHERE ticket_id = %s ORDER BY at, id",
-        (ticket["id"],),
+        """SELECT at, actor, kind, body, data, visibility FROM ticket_events
+           WHERE ticket_id = %s AND (%s OR visibility = 'shared') ORDER BY at, id""",
+        (ticket["id"], staff_view),
     ).fetchall()
     ticket["alarms"] = conn.execute(
         """SELECT id, rule, severity, state, raised_at, acknowledged_at, cleared_at
            FROM alarms WHERE ticket_id = %s ORDER BY raised_at, id""",
         (ticket["id"],),
     ).fetchall()
+    ticket["attachments"] = conn.execute(
+        """SELECT id, original_name, content_type, size_bytes, visibility, created_at FROM attachments
+           WHERE ticket_id = %s AND (%s OR visibility = 'shared') ORDER BY created_at, id""",
+        (ticket["id"], staff_view),
+    ).fetchall()
+    ticket["linked"] = [
+        r["number"]
+        for r in conn.execute("SELECT number FROM tickets WHERE parent_id = %s ORDER BY id", (ticket["id"],)).fetchall()
+    ]
     return ticket

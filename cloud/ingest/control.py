@@ -12,7 +12,7 @@ from datetime import datetime
 import psycopg
 from psycopg.types.json import Jsonb
 
-from cloud.domain import alarms, registry
+from cloud.domain import alarms, registry, workflow
 from cloud.domain.registry import Resolver
 from cloud.ingest import deadletter
 from cloud.ingest.db_worker import DatabaseWorker
@@ -52,8 +52,10 @@ class ControlHandler(DatabaseWorker):
         inbox: "queue.Queue[Inbound]",
         resolver: Resolver,
         clock: Clock,
+        workflow_settings: workflow.Settings | None = None,
     ) -> None:
         super().__init__(name="control-handler", database_url=database_url)
+        self._workflow = workflow_settings
         self._inbox = inbox
         self._resolver = resolver
         self._clock = clock
@@ -146,7 +148,7 @@ class ControlHandler(DatabaseWorker):
     def _alarm(self, conn: psycopg.Connection, site: str, gateway: str, msg: AlarmMessage, now: datetime) -> None:
         device = self._device(conn, site, gateway, msg.device)
         if msg.action == "raise":
-            outcome = alarms.raise_device_alarm(conn, device=device, msg=msg, now=now)
+            outcome = alarms.raise_device_alarm(conn, device=device, msg=msg, now=now, cfg=self._workflow)
             if outcome.duplicate:
                 log.info("alarm %s on %s reported again while still active", msg.rule, msg.device)
             elif outcome.ticket is not None:

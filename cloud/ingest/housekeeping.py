@@ -15,7 +15,7 @@ from datetime import timedelta
 import psycopg
 from psycopg.rows import dict_row
 
-from cloud.domain import alarms
+from cloud.domain import alarms, workflow
 from cloud.ingest.control import GATEWAY_OFFLINE_RULE
 from cloud.ingest.last_values import LastValues
 from cloud.settings import CloudSettings
@@ -54,6 +54,7 @@ def raise_silent_gateways(conn: psycopg.Connection, settings: CloudSettings, clo
                 ticket_kind=settings.gateway_offline_ticket,
                 raised_at=row["status_since"],
                 now=now,
+                cfg=workflow.settings_from(settings),
             )
             raised.append(row["id"])
             log.warning("gateway %s silent since %s: alarm raised", row["id"], row["status_since"])

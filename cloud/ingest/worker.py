@@ -14,6 +14,7 @@ from datetime import timedelta
 
 import psycopg
 
+from cloud.domain import workflow
 from cloud.domain.registry import Resolver
 from cloud.ingest.consumer import Consumer
 from cloud.ingest.control import ControlHandler
@@ -76,6 +77,7 @@ class IngestWorker:
             inbox=self.control_inbox,
             resolver=self.resolver,
             clock=self.clock,
+            workflow_settings=workflow.settings_from(settings),
         )
         self.housekeeper = Housekeeper(
             database_url=self.database_url,

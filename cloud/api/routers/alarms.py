@@ -4,13 +4,15 @@ from typing import Annotated
 from fastapi import APIRouter, Body, Depends, Query
 from pydantic import BaseModel, Field
 
-from cloud.api.deps import ActorDep, ClockDep, Conn, current_actor
+from cloud.api.deps import ClockDep, Conn, allow
 from cloud.api.errors import ApiError
 from cloud.api.schemas import AlarmOut
-from cloud.domain import alarms
+from cloud.domain import alarms, audit
+from cloud.domain.access import STAFF, Principal
 from contract.common import Severity
 
-router = APIRouter(prefix="/api/v1/alarms", tags=["alarms"], dependencies=[Depends(current_actor)])
+router = APIRouter(prefix="/api/v1/alarms", tags=["alarms"])
+Staff = Annotated[Principal, Depends(allow(*STAFF))]
 
 
 class AlarmState(StrEnum):
@@ -28,6 +30,7 @@ class AckBody(BaseModel):
 @router.get("", response_model=list[AlarmOut])
 def list_alarms(
     conn: Conn,
+    who: Staff,
     state: AlarmState | None = None,
     severity: Severity | None = None,
     site: Annotated[str | None, Query(max_length=63)] = None,
@@ -46,6 +49,7 @@ def list_alarms(
         states=states,
         severity=severity.value if severity else None,
         site_id=site,
+        sites=who.site_list(),
         device_id=device_id,
         limit=limit,
         offset=offset,
@@ -53,23 +57,38 @@ def list_alarms(
 
 
 @router.get("/{alarm_id}", response_model=AlarmOut)
-def get_alarm(alarm_id: int, conn: Conn) -> dict:
+def get_alarm(alarm_id: int, conn: Conn, who: Staff) -> dict:
     row = alarms.get_alarm(conn, alarm_id)
-    if row is None:
+    if row is None or not who.reaches_site(row["site_id"]):
         raise ApiError(404, f"alarm {alarm_id} does not exist")
     return row
 
 
 @router.post("/{alarm_id}/ack", response_model=AlarmOut)
 def acknowledge(
-    alarm_id: int, conn: Conn, clock: ClockDep, actor: ActorDep, body: Annotated[AckBody | None, Body()] = None
+    alarm_id: int, conn: Conn, clock: ClockDep, who: Staff, body: Annotated[AckBody | None, Body()] = None
 ) -> dict:
     """Acknowledge an alarm: who and when are recorded (and written on its ticket's timeline)."""
+    found = alarms.get_alarm(conn, alarm_id)
+    if found is None or not who.reaches_site(found["site_id"]):
+        raise ApiError(404, f"alarm {alarm_id} does not exist")
     try:
         with conn.transaction():
-            return alarms.acknowledge(
-                conn, alarm_id=alarm_id, actor=actor.name, note=body.note if body else None, now=clock.now()
+            now = clock.now()
+            acked = alarms.acknowledge(
+                conn, alarm_id=alarm_id, actor=who.actor, note=body.note if body else None, now=now
             )
+            audit.record(
+                conn,
+                actor=who,
+                action="acknowledge",
+                entity="alarms",
+                entity_id=alarm_id,
+                now=now,
+                before={"state": found["state"]},
+                after={"state": acked["state"], "note": acked["ack_note"]},
+            )
+            return acked
     except alarms.AlarmNotFound as exc:
         raise ApiError(404, str(exc)) from None
     except alarms.AlarmConflict as exc:

@@ -5,12 +5,14 @@ from typing import Annotated
 from fastapi import APIRouter, Depends, Query
 from pydantic import AwareDatetime
 
-from cloud.api.deps import ClockDep, Conn, current_actor
+from cloud.api.deps import ClockDep, Conn, allow
 from cloud.api.errors import ApiError
 from cloud.api.schemas import Bucket, DeviceOut, TelemetryOut
+from cloud.domain.access import STAFF, Principal
 from cloud.storage import telemetry
 
-router = APIRouter(prefix="/api/v1/devices", tags=["devices"], dependencies=[Depends(current_actor)])
+router = APIRouter(prefix="/api/v1/devices", tags=["devices"])
+Staff = Annotated[Principal, Depends(allow(*STAFF))]
 
 _DEVICE_SQL = """
     SELECT d.id, d.name, g.site_id, d.gateway_id, g.status AS gateway_status, d.profile, d.protocol, d.model,
@@ -43,6 +45,7 @@ def parse_bucket(text: str) -> timedelta:
 @router.get("", response_model=list[DeviceOut])
 def list_devices(
     conn: Conn,
+    who: Staff,
     site: Annotated[str | None, Query(max_length=63)] = None,
     gateway: Annotated[str | None, Query(max_length=63)] = None,
     online: bool | None = None,
@@ -52,19 +55,28 @@ def list_devices(
     """Devices with their online state and last values (refreshed about once a second)."""
     rows = conn.execute(
         _DEVICE_SQL
-        + """WHERE (%(site)s::text IS NULL OR g.site_id = %(site)s)
+        + """WHERE (%(all)s OR g.site_id = ANY(%(sites)s))
+               AND (%(site)s::text IS NULL OR g.site_id = %(site)s)
                AND (%(gateway)s::text IS NULL OR d.gateway_id = %(gateway)s)
                AND (%(online)s::boolean IS NULL OR d.online = %(online)s)
              ORDER BY g.site_id, d.gateway_id, d.name LIMIT %(limit)s OFFSET %(offset)s""",
-        {"site": site, "gateway": gateway, "online": online, "limit": limit, "offset": offset},
+        {
+            "all": who.site_ids is None,
+            "sites": who.site_list() or [],
+            "site": site,
+            "gateway": gateway,
+            "online": online,
+            "limit": limit,
+            "offset": offset,
+        },
     ).fetchall()
     return [_device_out(r) for r in rows]
 
 
 @router.get("/{device_id}", response_model=DeviceOut)
-def get_device(device_id: int, conn: Conn) -> DeviceOut:
+def get_device(device_id: int, conn: Conn, who: Staff) -> DeviceOut:
     row = conn.execute(_DEVICE_SQL + "WHERE d.id = %s", (device_id,)).fetchone()
-    if row is None:
+    if row is None or not who.reaches_site(row["site_id"]):
         raise ApiError(404, f"device {device_id} does not exist")
     return _device_out(row)
 
@@ -74,6 +86,7 @@ def device_telemetry(
     device_id: int,
     conn: Conn,
     clock: ClockDep,
+    who: Staff,
     metric: Annotated[str, Query(min_length=1, max_length=64, pattern=r"^[A-Za-z_][A-Za-z0-9_]*$")],
     start: AwareDatetime | None = None,
     end: AwareDatetime | None = None,
@@ -82,8 +95,11 @@ def device_telemetry(
     ] = None,
 ) -> TelemetryOut:
     """Time-bucketed min, max and mean of one metric of one device, from start (inclusive) to end."""
-    device = conn.execute("SELECT id, metrics FROM devices WHERE id = %s", (device_id,)).fetchone()
-    if device is None:
+    device = conn.execute(
+        "SELECT d.id, d.metrics, g.site_id FROM devices d JOIN gateways g ON g.id = d.gateway_id WHERE d.id = %s",
+        (device_id,),
+    ).fetchone()
+    if device is None or not who.reaches_site(device["site_id"]):
         raise ApiError(404, f"device {device_id} does not exist")
     units = {m.get("name"): m.get("unit") for m in device["metrics"]}
     if units and metric not in units:

@@ -115,8 +115,9 @@ _STAFF_SQL = """
 
 
 def _staff_out(row: dict, cipher: PiiCipher, masked: bool = True) -> dict:
-    shown = people.view({**row, "id": row["person_id"], "kind": "staff", "created_at": None, "updated_at": None},
-                        cipher, masked=masked)  # fmt: skip
+    shown = people.view(
+        {**row, "id": row["person_id"], "kind": "staff", "created_at": None, "updated_at": None}, cipher, masked=masked
+    )
     return {**row, "phone": shown["phone"], "email": shown["email"]}
 
 
@@ -179,9 +180,14 @@ def update_department(
     try:
         with conn.transaction():
             return records.update(
-                conn, "departments", department_id, changes, columns=("name", "description", "manager_user_id"),
-                actor=who, now=clock.now(),
-            )  # fmt: skip
+                conn,
+                "departments",
+                department_id,
+                changes,
+                columns=("name", "description", "manager_user_id"),
+                actor=who,
+                now=clock.now(),
+            )
     except psycopg.errors.UniqueViolation:
         raise ApiError(409, f"a department {body.name!r} exists") from None
 
@@ -234,9 +240,14 @@ def create_staff(
             raise ApiError(422, "login.role: staff cannot have the role resident")
         _username_free(conn, body.login.username)
     person = people.create(
-        conn, cipher, kind="staff", full_name=body.full_name, data=body.model_dump(include={"phone", "email"}),
-        actor=who, now=now,
-    )  # fmt: skip
+        conn,
+        cipher,
+        kind="staff",
+        full_name=body.full_name,
+        data=body.model_dump(include={"phone", "email"}),
+        actor=who,
+        now=now,
+    )
     records.insert(
         conn,
         "staff",
@@ -275,9 +286,15 @@ def update_staff(
     if "skills" in changes:
         changes["skills"] = sorted(set(changes["skills"] or []))
     records.update(
-        conn, "staff", person_id, changes, columns=("department_id", "title", "skills", "on_duty"), actor=who,
-        now=now, key="person_id",
-    )  # fmt: skip
+        conn,
+        "staff",
+        person_id,
+        changes,
+        columns=("department_id", "title", "skills", "on_duty"),
+        actor=who,
+        now=now,
+        key="person_id",
+    )
     if sites is not None:
         _check_sites(conn, who, sites)
         # a manager moves staff only among the sites they manage themselves
@@ -286,9 +303,15 @@ def update_staff(
         for site in sorted(set(sites) | set(kept)):
             conn.execute("INSERT INTO staff_sites (person_id, site_id) VALUES (%s, %s)", (person_id, site))
         audit.record(
-            conn, actor=who, action="update", entity="staff_sites", entity_id=person_id, now=now,
-            before={"sites": before["sites"]}, after={"sites": sorted(set(sites) | set(kept))},
-        )  # fmt: skip
+            conn,
+            actor=who,
+            action="update",
+            entity="staff_sites",
+            entity_id=person_id,
+            now=now,
+            before={"sites": before["sites"]},
+            after={"sites": sorted(set(sites) | set(kept))},
+        )
     return _staff_out(_staff_in_reach(conn, who, person_id), cipher)
 
 
@@ -362,7 +385,12 @@ def update_user(
     if "password_hash" in changes or changes.get("active") is False or "role" in changes:
         changes["token_version"] = target["token_version"] + 1
     row = records.update(
-        conn, "users", user_id, changes, columns=("role", "active", "password_hash", "token_version"), actor=who,
+        conn,
+        "users",
+        user_id,
+        changes,
+        columns=("role", "active", "password_hash", "token_version"),
+        actor=who,
         now=clock.now(),
-    )  # fmt: skip
+    )
     return {**row, "full_name": target["full_name"]}

@@ -78,9 +78,18 @@ def search_people(
 ) -> list[dict]:
     """People within reach, personal data masked. `phone`, `id_number` and `email` find by exact value."""
     rows = people.search(
-        conn, who, cipher, phone=phone, id_number=id_number, email=email, name=name, kind=kind, unit_id=unit_id,
-        limit=limit, offset=offset,
-    )  # fmt: skip
+        conn,
+        who,
+        cipher,
+        phone=phone,
+        id_number=id_number,
+        email=email,
+        name=name,
+        kind=kind,
+        unit_id=unit_id,
+        limit=limit,
+        offset=offset,
+    )
     return [people.view(r, cipher, masked=True) for r in rows]
 
 
@@ -180,6 +189,11 @@ def delete_person(
         raise ApiError(409, f"person {person_id} filed tickets; they stay for the record")
     conn.execute("DELETE FROM people WHERE id = %s", (person_id,))
     audit.record(
-        conn, actor=who, action="delete", entity="people", entity_id=person_id, now=clock.now(),
+        conn,
+        actor=who,
+        action="delete",
+        entity="people",
+        entity_id=person_id,
+        now=clock.now(),
         before=people.view(row, cipher, masked=True),
-    )  # fmt: skip
+    )

@@ -141,9 +141,15 @@ def update_building(
     try:
         with conn.transaction():
             return records.update(
-                conn, "buildings", building_id, changes, columns=("code", "name"), actor=who, now=clock.now(),
+                conn,
+                "buildings",
+                building_id,
+                changes,
+                columns=("code", "name"),
+                actor=who,
+                now=clock.now(),
                 before=before,
-            )  # fmt: skip
+            )
     except psycopg.errors.UniqueViolation:
         raise ApiError(409, f"the site already has a building {body.code}") from None
 
@@ -216,9 +222,15 @@ def update_unit(
     try:
         with conn.transaction():
             row = records.update(
-                conn, "units", unit_id, changes, columns=("number", "floor", "area_m2"), actor=who, now=clock.now(),
+                conn,
+                "units",
+                unit_id,
+                changes,
+                columns=("number", "floor", "area_m2"),
+                actor=who,
+                now=clock.now(),
                 before=before,
-            )  # fmt: skip
+            )
     except psycopg.errors.UniqueViolation:
         raise ApiError(409, f"the building already has a unit {body.number}") from None
     return {**row, "site_id": site_id}
