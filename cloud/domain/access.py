@@ -92,8 +92,8 @@ def ticket_scope(p: Principal, alias: str = "t") -> sql.Composed:
     """A WHERE condition on tickets (alias `t`): the tickets this principal reaches.
 
     admin: all; manager and service desk: their sites; technician: their sites, and assigned to
-    them or to their department; guard: safety tickets of their sites; resident: the tickets
-    they filed and those about their units.
+    them or to their department; guard: safety tickets (type or category) of their sites, and any
+    assigned to them; resident: the tickets they filed and those about their units.
     """
     t = sql.Identifier(alias)
     if p.role == Role.ADMIN:
@@ -109,7 +109,9 @@ def ticket_scope(p: Principal, alias: str = "t") -> sql.Composed:
         return sql.SQL("({sites} AND ({t}.assignee_id = {me} OR {t}.department_id = {dept}))").format(
             sites=in_sites, t=t, me=sql.Literal(p.user_id), dept=sql.Literal(p.department_id)
         )
-    return sql.SQL("({sites} AND {t}.type = 'safety')").format(sites=in_sites, t=t)
+    return sql.SQL("({sites} AND ({t}.type = 'safety' OR {t}.category = 'safety' OR {t}.assignee_id = {me}))").format(
+        sites=in_sites, t=t, me=sql.Literal(p.user_id)
+    )
 
 
 def site_scope(p: Principal, column: str) -> sql.Composed:

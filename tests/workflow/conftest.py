@@ -9,6 +9,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from fastapi import FastAPI
 from fastapi.testclient import TestClient
 
 from cloud.api.app import create_app
@@ -55,6 +56,7 @@ class Session:
 
 @dataclass
 class World:
+    app: FastAPI
     client: TestClient
     clock: ManualClock
     settings: CloudSettings
@@ -131,4 +133,4 @@ def world(database_url: str, tmp_path: Path) -> Iterator[World]:
         )
         conn.commit()
     with TestClient(app) as client:
-        yield World(client, clock, settings, database_url, a, b, cipher)
+        yield World(app, client, clock, settings, database_url, a, b, cipher)

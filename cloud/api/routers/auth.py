@@ -88,7 +88,7 @@ def change_password(body: PasswordChange, who: PrincipalDep, conn: Conn, clock: 
     """Change one's own password; every token issued before stops working."""
     row = conn.execute("SELECT password_hash FROM users WHERE id = %s", (who.user_id,)).fetchone()
     if row is None or not verify_password(body.current_password, row["password_hash"]):
-        raise ApiError(403, "the current password is wrong")
+        raise ApiError(422, "current_password: does not match")
     conn.execute(
         "UPDATE users SET password_hash = %s, token_version = token_version + 1 WHERE id = %s",
         (hash_password(body.new_password), who.user_id),

@@ -58,6 +58,12 @@ class UnitOut(BaseModel):
     area_m2: float | None
 
 
+class SiteOut(BaseModel):
+    id: str
+    name: str
+    timezone: str
+
+
 class SitePatch(BaseModel):
     name: Name | None = None
     timezone: TimeZoneName | None = None
@@ -79,7 +85,7 @@ def _unit(conn: psycopg.Connection, who: Principal, unit_id: int) -> dict:
     return row
 
 
-@router.post("/sites", response_model=SiteInfo, status_code=201)
+@router.post("/sites", response_model=SiteOut, status_code=201)
 def create_site(
     body: SiteInfo, conn: Conn, clock: ClockDep, who: Annotated[Principal, Depends(allow(Role.ADMIN))]
 ) -> dict:
@@ -90,7 +96,7 @@ def create_site(
     return row
 
 
-@router.patch("/sites/{site_id}", response_model=SiteInfo)
+@router.patch("/sites/{site_id}", response_model=SiteOut)
 def update_site(
     site_id: str, body: SitePatch, conn: Conn, clock: ClockDep, who: Annotated[Principal, Depends(allow(*MANAGEMENT))]
 ) -> dict:

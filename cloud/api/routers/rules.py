@@ -209,6 +209,10 @@ def replace_calendar(calendar_id: int, body: CalendarIn, conn: Conn, clock: Cloc
     before = records.fetch(conn, "business_calendars", calendar_id)
     if before is None:
         raise ApiError(404, f"calendar {calendar_id} does not exist")
+    if conn.execute(
+        "SELECT 1 FROM business_calendars WHERE name = %s AND id <> %s", (body.name, calendar_id)
+    ).fetchone():
+        raise ApiError(409, f"a calendar {body.name!r} exists")
     conn.execute(
         "UPDATE business_calendars SET name = %s, schedule = %s WHERE id = %s",
         (body.name, Jsonb(body.schedule.to_json()), calendar_id),
