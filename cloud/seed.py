@@ -37,6 +37,10 @@ ROUTES = [
 POLICIES = [
     ("safety", None, 15, 4 * 60, False),
     (None, "urgent", 30, 8 * 60, False),
+    # a category's own policy wins over the any-category urgent one: urgent rows per category
+    ("facility", "urgent", 30, 8 * 60, False),
+    ("environment", "urgent", 30, 8 * 60, False),
+    ("service", "urgent", 60, 9 * 60, True),
     ("facility", None, 2 * 60, 3 * 9 * 60, True),
     ("environment", None, 4 * 60, 2 * 9 * 60, True),
     ("service", None, 4 * 60, 3 * 9 * 60, True),

@@ -1,8 +1,8 @@
 """Photos and documents on tickets: checked by content, stored under a name of our own.
 
 The client's file name and declared type are never trusted: the type comes from the file's
-first bytes, images must open and verify with Pillow (which also refuses decompression bombs),
-the size is capped while reading, and the file is stored as `<attachments dir>/<uuid>`. The
+first bytes, images must open and verify with Pillow and stay under a pixel count (no decompression bombs),
+the size and the pixel count are capped, and the file is stored as `<attachments dir>/<uuid>`. The
 original name is kept, cleaned, only to show it.
 """
 
@@ -10,6 +10,7 @@ import hashlib
 import io
 import re
 import uuid
+import warnings
 from dataclasses import dataclass
 from pathlib import Path
 from typing import BinaryIO
@@ -23,8 +24,9 @@ ALLOWED = {
     "application/pdf": (b"%PDF-",),
 }
 IMAGE_TYPES = ("image/jpeg", "image/png", "image/webp")
-#: Pillow refuses images with more pixels than this (about 90 MP), a guard against bombs.
-Image.MAX_IMAGE_PIXELS = 90_000_000
+#: More pixels than this (a 50 MP camera makes 8160 x 6120) is refused: a guard against images
+#: that are small on disk and enormous in memory.
+MAX_PIXELS = 60_000_000
 
 
 class AttachmentRefused(ValueError):
@@ -72,9 +74,22 @@ def check(data: bytes) -> str:
         raise AttachmentRefused("file: not a JPEG, PNG or WebP photo, nor a PDF")
     if content_type in IMAGE_TYPES:
         try:
-            with Image.open(io.BytesIO(data)) as img:
+            with warnings.catch_warnings():
+                warnings.simplefilter("error", Image.DecompressionBombWarning)
+                img = Image.open(io.BytesIO(data))  # reads the header only
+            with img:
+                pixels = img.width * img.height
+                if pixels > MAX_PIXELS:
+                    raise AttachmentRefused(f"file: the image cannot be read ({pixels} pixels, at most {MAX_PIXELS})")
                 img.verify()
-        except (UnidentifiedImageError, OSError, SyntaxError, Image.DecompressionBombError, ValueError) as exc:
+        except (
+            UnidentifiedImageError,
+            OSError,
+            SyntaxError,
+            ValueError,
+            Image.DecompressionBombError,
+            Image.DecompressionBombWarning,
+        ) as exc:
             raise AttachmentRefused(f"file: the image cannot be read ({type(exc).__name__})") from None
     return content_type
 

@@ -7,6 +7,7 @@ Personal data goes in masked (see cloud/security/pii.py), never in clear.
 from datetime import date, datetime
 from decimal import Decimal
 from typing import Any
+from uuid import UUID
 
 import psycopg
 from psycopg.types.json import Jsonb
@@ -23,6 +24,8 @@ def _plain(value: Any) -> Any:
         return value.isoformat()
     if isinstance(value, Decimal):
         return float(value)
+    if isinstance(value, UUID):
+        return str(value)
     if isinstance(value, bytes | memoryview):
         return None
     return value

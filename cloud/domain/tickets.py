@@ -192,6 +192,14 @@ def open_or_attach(conn: psycopg.Connection, req: AlarmTicketRequest, *, now: da
         except psycopg.errors.UniqueViolation:
             continue  # another process opened it first: attach to that one
         assert row is not None
+        if req.building:
+            # the gateway names the building as people do: by its code or its name
+            conn.execute(
+                """UPDATE tickets SET building_id = (SELECT id FROM buildings WHERE site_id = %(site)s
+                                                     AND (code = %(b)s OR name = %(b)s) ORDER BY id LIMIT 1)
+                   WHERE id = %(id)s""",
+                {"site": req.site_id, "b": req.building, "id": row["id"]},
+            )
         body = f"Opened by the {req.source_type} alarm '{req.rule}': {req.title}"
         _link_alarm(conn, row["id"], req, now, "created", body)
         return TicketRef(row["id"], number, created=True)

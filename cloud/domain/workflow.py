@@ -450,7 +450,7 @@ def resolve(
     Tickets linked to this one (a complaint about a device with an alarm ticket) resolve with it.
     A ticket without a complainant has nobody to ask for feedback and closes at once.
     """
-    if who is not None:
+    if who is not None and via is None:  # a linked ticket follows the one its resolver may resolve
         _office_or_assignee(ticket, who, "resolve")
     _state(
         ticket,

@@ -116,8 +116,17 @@ def test_redirect_tells_the_resident_why_and_where(world: World) -> None:
 def test_service_desk_registers_a_phone_call_and_triages(world: World) -> None:
     desk = world.as_("desk")
     complainant = world.a.people["resident2"]
-    t = desk.ok("post", T, {"category": "service", "title": "Rude reply at the gate", "channel": "phone",
-                            "complainant_id": complainant, "unit_id": world.a.units["1-102"]})  # fmt: skip
+    t = desk.ok(
+        "post",
+        T,
+        {
+            "category": "service",
+            "title": "Rude reply at the gate",
+            "channel": "phone",
+            "complainant_id": complainant,
+            "unit_id": world.a.units["1-102"],
+        },
+    )
     assert t["status"] == "new" and t["department_name"] == "Customer service" and t["assignee_id"] is None
     t = desk.ok("post", f"{T}/{t['number']}/triage", {"priority": "high", "note": "Will talk to the gate team."})
     assert (t["status"], t["priority"]) == ("triaged", "high") and t["first_response_at"]
@@ -154,8 +163,17 @@ def test_invalid_transitions_say_why(world: World) -> None:
     resp = world.as_("tech2").post(f"{T}/{number}/hold", json={"reason": "x"})
     assert resp.status_code == 403 and "only the assignee" in resp.json()["error"]
     # the resident may cancel while it is new or triaged
-    fresh = desk.ok("post", T, {"category": "other", "title": "Question about parking", "channel": "phone",
-                                "complainant_id": world.a.people["resident"], "unit_id": world.a.units["1-101"]})  # fmt: skip
+    fresh = desk.ok(
+        "post",
+        T,
+        {
+            "category": "other",
+            "title": "Question about parking",
+            "channel": "phone",
+            "complainant_id": world.a.people["resident"],
+            "unit_id": world.a.units["1-101"],
+        },
+    )
     t = resident.ok("post", f"{T}/{fresh['number']}/cancel", {"reason": "sorted it out myself"})
     assert t["status"] == "cancelled"
 
