@@ -12,12 +12,17 @@ import socket
 import sys
 import time
 import urllib.error
+import urllib.parse
 import urllib.request
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from community.broker import free_port, start_local_broker
 from community.paths import EXAMPLES, VAR
 from community.supervisor import Supervisor
+
+if TYPE_CHECKING:
+    from cloud.settings import CloudSettings
 
 
 def _port_free(port: int) -> bool:
@@ -30,9 +35,68 @@ def _port_free(port: int) -> bool:
     return True
 
 
-def _get(url: str) -> object:
-    with urllib.request.urlopen(url, timeout=2) as resp:
+def _get(url: str, token: str | None = None) -> object:
+    request = urllib.request.Request(url, headers={"Authorization": f"Bearer {token}"} if token else {})
+    with urllib.request.urlopen(request, timeout=2) as resp:  # our own API on loopback
         return json.loads(resp.read())
+
+
+def _token(base: str, username: str) -> str:
+    form = urllib.parse.urlencode({"username": username, "password": DEMO_PASSWORD}).encode()
+    with urllib.request.urlopen(base + "/api/v1/auth/token", data=form, timeout=5) as resp:
+        return json.loads(resp.read())["access_token"]
+
+
+DEMO_PASSWORD = "community-demo"
+DEMO_ACCOUNTS = [
+    ("administrator", "admin"),
+    ("property manager", "manager"),
+    ("service desk", "desk"),
+    ("technician (plumbing)", "tech1"),
+    ("technician (lifts)", "tech2"),
+    ("technician (cleaning)", "env1"),
+    ("security guard", "guard"),
+    ("resident (unit 1-101)", "resident"),
+    ("resident (unit 1-102)", "resident2"),
+]
+
+
+def _seed(settings: "CloudSettings") -> list[tuple[str, str]]:
+    """The demo estate's people, places, rules and logins (once; later runs find them)."""
+    from cloud.security.keys import load_secrets
+    from cloud.security.pii import PiiCipher
+    from cloud.seed import seed_estate
+    from cloud.storage.db import connect
+    from contract.clock import SystemClock
+
+    cipher = PiiCipher(load_secrets(settings).data_key)
+    with connect(settings.require_database_url()) as conn:
+        seed_estate(
+            conn,
+            cipher,
+            site_id="demo-estate",
+            site_name="Sunny Gardens",
+            timezone="Asia/Shanghai",
+            prefix="",
+            now=SystemClock().now(),
+            password=DEMO_PASSWORD,
+        )
+        conn.commit()
+    return DEMO_ACCOUNTS
+
+
+def _wait_for_devices(site_config: Path, timeout: float = 20.0) -> None:
+    """Let the simulated Modbus devices open their ports before the agent first polls them."""
+    from contract.gateway_config import load_gateway_config
+
+    deadline = time.monotonic() + timeout
+    for device in load_gateway_config(site_config).config.devices:
+        if device.modbus is None:
+            continue
+        while time.monotonic() < deadline:
+            with contextlib.suppress(OSError), socket.create_connection((device.modbus.host, device.modbus.port), 0.5):
+                break
+            time.sleep(0.2)
 
 
 def _say(text: str = "") -> None:
@@ -70,6 +134,7 @@ def run_demo(*, http_port: int | None = None, scenario: Path | None = None) -> i
             database_url = pg.ensure_database("community")
         applied = upgrade(database_url)
         _say("schema:     " + (f"applied {', '.join(applied)}" if applied else "up to date"))
+        accounts = _seed(settings.model_copy(update={"database_url": database_url, "data_dir": var}))
 
         mqtt_url = settings.mqtt_url if "mqtt_url" in settings.model_fields_set else None
         if mqtt_url:
@@ -90,6 +155,7 @@ def run_demo(*, http_port: int | None = None, scenario: Path | None = None) -> i
         }
         sup.env.update(env)
         sup.spawn("simulator", ["simulate", "--config", str(scenario)])
+        _wait_for_devices(site_config)
         sup.spawn("ingest", ["cloud", "--role", "ingest"])
         sup.spawn("api", ["cloud", "--role", "api"])
         sup.spawn("edge", ["edge", "--config", str(site_config)])
@@ -121,10 +187,13 @@ def run_demo(*, http_port: int | None = None, scenario: Path | None = None) -> i
         port_text = mqtt_url.rsplit(":", 1)[1]
         _say(f"  MQTT broker:        {mqtt_url}   (watch: mosquitto_sub -p {port_text} -t 'community/#' -v)")
         _say(f"  logs:               {log_dir}/")
+        _say(f"Log in (POST {base}/api/v1/auth/token, or the Authorize button in /docs), password {DEMO_PASSWORD!r}:")
+        for role, username in accounts:
+            _say(f"  {role:<22} {username}")
         _say("Within a minute the simulated pump reports a fault and a repair ticket opens by itself.")
         _say("Ctrl-C stops everything.")
         _say()
-        return _watch(sup, base)
+        return _watch(sup, base, _token(base, "admin"))
     except KeyboardInterrupt:
         return 0
     finally:
@@ -137,7 +206,7 @@ def run_demo(*, http_port: int | None = None, scenario: Path | None = None) -> i
         _say("stopped.")
 
 
-def _watch(sup: Supervisor, base: str) -> int:
+def _watch(sup: Supervisor, base: str, token: str) -> int:
     """Print what happens to alarms and tickets until Ctrl-C or a child dies."""
     import signal
 
@@ -158,8 +227,8 @@ def _watch(sup: Supervisor, base: str) -> int:
             print(f"{name} exited unexpectedly (code {code}); see {log_path}", file=sys.stderr)
             return 1
         try:
-            alarms = list(reversed(_get(base + "/api/v1/alarms?limit=50")))  # type: ignore[call-overload]
-            tickets = list(reversed(_get(base + "/api/v1/tickets?limit=50")))  # type: ignore[call-overload]
+            alarms = list(reversed(_get(base + "/api/v1/alarms?limit=50", token)))  # type: ignore[call-overload]
+            tickets = list(reversed(_get(base + "/api/v1/tickets?limit=50", token)))  # type: ignore[call-overload]
         except (OSError, ValueError):
             time.sleep(1.0)
             continue

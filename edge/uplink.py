@@ -121,8 +121,9 @@ class Uplink:
             log.warning("uplink: %d message(s) not acknowledged at shutdown; they are lost", self.unacked())
         elif not self.connected.is_set() and self.unacked():
             log.warning("uplink: broker unreachable at shutdown; %d message(s) are lost", self.unacked())
-        self.client.disconnect()
+        # loop first, then disconnect from this thread (see MqttDeviceListener._disconnect)
         self.client.loop_stop()
+        self.client.disconnect()
 
     # -- paho's network thread -----------------------------------------------------------------
 

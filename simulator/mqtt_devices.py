@@ -101,10 +101,9 @@ class MqttDevicePublisher:
         await asyncio.to_thread(self._disconnect)
 
     def _disconnect(self) -> None:
-        # Back to back on one thread: paho's loop sees the stop request right after the
-        # DISCONNECT is written, instead of polling a closed socket (and logging an error).
-        self._client.disconnect()
+        # loop first, then disconnect from this thread (see edge's MqttDeviceListener._disconnect)
         self._client.loop_stop()
+        self._client.disconnect()
 
     def publish(self, name: str) -> None:
         """Send the device's current values (QoS 1; queued by paho while the broker is away)."""

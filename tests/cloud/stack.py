@@ -1,5 +1,6 @@
 """The cloud as tests run it: a real ingest worker on a real broker and database, and the API."""
 
+import base64
 import threading
 import time
 import uuid
@@ -15,7 +16,9 @@ from paho.mqtt.enums import CallbackAPIVersion
 
 from cloud.api.app import create_app
 from cloud.ingest.worker import IngestWorker
+from cloud.security.passwords import hash_password
 from cloud.settings import CloudSettings
+from cloud.storage.db import connect
 from contract import messages, topics
 from contract.clock import Clock
 from contract.common import Location, SiteInfo
@@ -34,14 +37,21 @@ def wait_for(predicate: Callable[[], Any], timeout: float = 10.0, interval: floa
         time.sleep(interval)
 
 
-def settings_for(database_url: str, mqtt_url: str, client_id: str, **overrides: Any) -> CloudSettings:
+#: keys for the tests, so that no run writes a secrets file into the working tree
+TEST_KEYS = {"jwt_secret": "cloud-tests-" + "k" * 40, "data_key": base64.b64encode(bytes(range(32))).decode()}
+
+
+def settings_for(
+    database_url: str, mqtt_url: str = "mqtt://127.0.0.1:1", client_id: str = "unused", **overrides: Any
+) -> CloudSettings:
     return CloudSettings(
         database_url=database_url,
         mqtt_url=mqtt_url,
         mqtt_client_id=client_id,
         last_values_flush_seconds=0.2,
         watchdog_interval_seconds=0.2,
-        **overrides,
+        scheduler_enabled=False,
+        **{**TEST_KEYS, **overrides},
     )
 
 
@@ -56,8 +66,23 @@ def running_ingest(settings: CloudSettings, clock: Clock | None = None) -> Itera
 
 
 @contextmanager
-def api_client(settings: CloudSettings, clock: Clock | None = None) -> Iterator[TestClient]:
+def api_client(settings: CloudSettings, clock: Clock | None = None, *, role: str = "admin") -> Iterator[TestClient]:
+    """The API, logged in as a user of the given role (made on the spot, with every site in reach)."""
+    username = f"cloud-test-{role}"
+    with connect(settings.require_database_url()) as conn:
+        if conn.execute("SELECT 1 FROM users WHERE username = %s", (username,)).fetchone() is None:
+            person = conn.execute(
+                "INSERT INTO people (kind, full_name) VALUES ('staff', %s) RETURNING id", (username,)
+            ).fetchone()
+            conn.execute(
+                "INSERT INTO users (username, password_hash, role, person_id) VALUES (%s, %s, %s, %s)",
+                (username, hash_password("cloud-test-pass"), role, person["id"]),
+            )
+            conn.commit()
     with TestClient(create_app(settings, clock=clock, apply_migrations=False)) as client:
+        token = client.post("/api/v1/auth/token", data={"username": username, "password": "cloud-test-pass"})
+        assert token.status_code == 200, token.text
+        client.headers["Authorization"] = f"Bearer {token.json()['access_token']}"
         yield client
 
 

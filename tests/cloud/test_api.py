@@ -68,9 +68,8 @@ def test_devices_and_telemetry(stack, database_url):
     ],
 )
 def test_errors_are_json_with_a_reason(database_url, path, params, status, reason):
-    from cloud.settings import CloudSettings
 
-    settings = CloudSettings(database_url=database_url)
+    settings = settings_for(database_url)
     with api_client(settings) as client:
         resp = client.get(path, params=params)
     assert resp.status_code == status, resp.text
@@ -100,9 +99,8 @@ def test_telemetry_query_errors(stack, database_url):
 
 
 def test_health_and_openapi(database_url):
-    from cloud.settings import CloudSettings
 
-    with api_client(CloudSettings(database_url=database_url)) as client:
+    with api_client(settings_for(database_url)) as client:
         health = client.get("/healthz").json()
         assert health["status"] == "ok" and health["storage"] == "postgresql-partitioned"
         paths = client.get("/openapi.json").json()["paths"]

@@ -78,10 +78,11 @@ class MqttDeviceListener:
         await asyncio.to_thread(self._disconnect)
 
     def _disconnect(self) -> None:
-        # Back to back on one thread: paho's loop sees the stop request right after the
-        # DISCONNECT is written, instead of polling a closed socket (and logging an error).
-        self._client.disconnect()
+        # Stop paho's network thread first, then disconnect from this thread: with no loop
+        # running, the DISCONNECT is written at once and no thread polls a closing socket (which
+        # made paho log an error at every shutdown).
         self._client.loop_stop()
+        self._client.disconnect()
 
     # -- paho's network thread ---------------------------------------------------------------
 
