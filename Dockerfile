@@ -17,7 +17,8 @@ COPY . .
 RUN pip install '.[cloud,edge]' \
     && rm -rf build ./*.egg-info
 
-# Never run as root. `var/` is where the cloud keeps local data when DATABASE_URL is unset.
+# Never run as root. `var/` is the cloud's data folder: secrets.json, attachments, the SMS log
+# (a volume in docker-compose; owned by the user so a fresh volume is writable).
 RUN groupadd --system --gid 10001 community \
     && useradd --system --uid 10001 --gid community --home-dir /app --no-create-home \
        --shell /usr/sbin/nologin community \
