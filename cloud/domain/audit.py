@@ -15,11 +15,11 @@ from psycopg.types.json import Jsonb
 from cloud.domain.access import Principal
 
 
-def _plain(value: Any) -> Any:
+def plain(value: Any) -> Any:
     if isinstance(value, dict):
-        return {k: _plain(v) for k, v in value.items() if not k.endswith(("_enc", "_hash", "password_hash"))}
+        return {k: plain(v) for k, v in value.items() if not k.endswith(("_enc", "_hash", "password_hash"))}
     if isinstance(value, list | tuple | set | frozenset):
-        return [_plain(v) for v in value]
+        return [plain(v) for v in value]
     if isinstance(value, datetime | date):
         return value.isoformat()
     if isinstance(value, Decimal):
@@ -54,7 +54,7 @@ def record(
             action,
             entity,
             None if entity_id is None else str(entity_id),
-            Jsonb(_plain(before)) if before is not None else None,
-            Jsonb(_plain(after)) if after is not None else None,
+            Jsonb(plain(before)) if before is not None else None,
+            Jsonb(plain(after)) if after is not None else None,
         ),
     )

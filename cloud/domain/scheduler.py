@@ -41,7 +41,7 @@ def _warn(conn: psycopg.Connection, now: datetime, which: str) -> int:
         due = t[f"{which}_due_at"]
         who = [t["assignee_id"]] if t["assignee_id"] else workflow.department_managers(conn, t)
         add_event(conn, t["id"], at=now, kind=f"{which}_due_soon", body=f"The {which} deadline ({due}) is near.")
-        workflow._tell(conn, who, t, "due_soon", f"{which} due soon", f"Due {due.isoformat()}: {t['title']}", now)
+        workflow.tell(conn, who, t, "due_soon", f"{which} due soon", f"Due {due.isoformat()}: {t['title']}", now)
     return len(rows)
 
 
@@ -72,7 +72,7 @@ def _breach(conn: psycopg.Connection, now: datetime, which: str) -> int:
             after={"priority": t["priority"], "escalation_level": t["escalation_level"]},
         )
         managers = workflow.department_managers(conn, t)
-        workflow._tell(conn, managers, t, "sla_breached", f"{which} deadline missed", body, now)
+        workflow.tell(conn, managers, t, "sla_breached", f"{which} deadline missed", body, now)
         log.warning("ticket %s: %s deadline missed, escalated", t["number"], which)
     return len(rows)
 

@@ -103,7 +103,7 @@ def department_managers(conn: psycopg.Connection, ticket: dict) -> list[int]:
     ]
 
 
-def _tell(
+def tell(
     conn: psycopg.Connection, users: list[int], ticket: dict, kind: str, title: str, body: str, now: datetime
 ) -> None:
     if users:
@@ -119,7 +119,7 @@ def _tell(
 
 
 def _tell_complainant(conn: psycopg.Connection, ticket: dict, status: str, body: str, now: datetime) -> None:
-    _tell(conn, complainant_users(conn, ticket), ticket, "status_changed", status.replace("_", " "), body, now)
+    tell(conn, complainant_users(conn, ticket), ticket, "status_changed", status.replace("_", " "), body, now)
 
 
 # --- records ---------------------------------------------------------------------------------
@@ -158,7 +158,7 @@ def _record(
         kind=kind,
         body=body,
         actor=_actor(who),
-        data={**(data or {}), **({"changes": audit._plain(changes)} if changes else {})},
+        data={**(data or {}), **({"changes": audit.plain(changes)} if changes else {})},
         actor_user_id=who.user_id if who else None,
         visibility="shared" if shared else "internal",
     )
@@ -324,7 +324,7 @@ def assign(
         changes=changes,
         data={"assignee_id": assignee["id"]},
     )
-    _tell(conn, [assignee["id"]], ticket, "assigned", "assigned to you", ticket["title"], now)
+    tell(conn, [assignee["id"]], ticket, "assigned", "assigned to you", ticket["title"], now)
     _tell_complainant(conn, ticket, "assigned", f"{assignee['full_name']} will take care of it.", now)
     return ticket
 
@@ -425,9 +425,9 @@ def comment(conn: psycopg.Connection, ticket: dict, who: Principal, now: datetim
     changes = _first_response(ticket, who, now) if shared else {}
     ticket = _record(conn, ticket, who, now, kind="comment", body=body, shared=shared, changes=changes)
     if shared and who.role != Role.RESIDENT:
-        _tell(conn, complainant_users(conn, ticket), ticket, "comment", "a new message", body, now)
+        tell(conn, complainant_users(conn, ticket), ticket, "comment", "a new message", body, now)
     elif who.role == Role.RESIDENT and ticket["assignee_id"] is not None:
-        _tell(conn, [ticket["assignee_id"]], ticket, "comment", "the resident wrote", body, now)
+        tell(conn, [ticket["assignee_id"]], ticket, "comment", "the resident wrote", body, now)
     return ticket
 
 
@@ -564,7 +564,7 @@ def rate(
     )
     ticket = _close(conn, ticket, who, now, cfg, body="Closed after the resident's rating.")
     if ticket["assignee_id"] is not None:
-        _tell(conn, [ticket["assignee_id"]], ticket, "rated", f"rated {rating}/5", comment, now)
+        tell(conn, [ticket["assignee_id"]], ticket, "rated", f"rated {rating}/5", comment, now)
     return ticket
 
 
@@ -576,7 +576,7 @@ def reject(conn: psycopg.Connection, ticket: dict, who: Principal, now: datetime
     ticket = _record(
         conn, ticket, who, now, kind="reopened", body=f"The fix was rejected: {reason}", shared=True, changes=changes
     )
-    _tell(
+    tell(
         conn,
         [u for u in [ticket["assignee_id"]] if u] + department_managers(conn, ticket),
         ticket,
@@ -701,7 +701,7 @@ def intake(conn: psycopg.Connection, ticket: dict, who: Principal | None, now: d
             body=f"The same matter as {earlier['number']}, resolved recently: counted as a re-complaint.",
             data={"earlier": earlier["number"]},
         )
-    _tell(
+    tell(
         conn,
         department_managers(conn, ticket),
         ticket,

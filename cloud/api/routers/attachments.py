@@ -6,6 +6,7 @@ from uuid import UUID
 
 from fastapi import APIRouter, File, Form, Request, UploadFile
 from fastapi.responses import FileResponse
+from psycopg import sql
 
 from cloud.api.deps import ClockDep, Conn, PrincipalDep
 from cloud.api.errors import ApiError
@@ -83,7 +84,7 @@ def download(attachment_id: UUID, request: Request, conn: Conn, who: PrincipalDe
     reachable = (
         row is not None
         and conn.execute(
-            f"SELECT 1 FROM tickets t WHERE t.id = %s AND {ticket_scope(who).as_string(conn)}", (row["tid"],)
+            sql.SQL("SELECT 1 FROM tickets t WHERE t.id = %s AND {}").format(ticket_scope(who)), (row["tid"],)
         ).fetchone()
     )
     if not reachable:

@@ -8,6 +8,7 @@ then whether the ticket's state allows the step (409 with the reason).
 from datetime import timedelta
 from typing import Annotated, Literal
 
+import psycopg
 from fastapi import APIRouter, Depends, Path, Query, Request
 from pydantic import BaseModel, Field
 
@@ -132,7 +133,7 @@ def cfg(request: Request) -> workflow.Settings:
 Cfg = Annotated[workflow.Settings, Depends(cfg)]
 
 
-def _detail(conn, who: Principal, number: str) -> dict:
+def _detail(conn: psycopg.Connection, who: Principal, number: str) -> dict:
     found = tickets.get_ticket(conn, ticket_scope(who), number, staff_view=who.role != Role.RESIDENT)
     if found is None:
         raise WorkflowError(404, f"ticket {number} does not exist")
@@ -369,7 +370,7 @@ def link_candidates(number: Number, conn: Conn, who: Office) -> list[dict]:
     return rows
 
 
-def _telemetry_around(conn, ticket: dict, minutes: int) -> dict:
+def _telemetry_around(conn: psycopg.Connection, ticket: dict, minutes: int) -> dict:
     """The device's metrics around the alarm (or the ticket) time, in one-minute buckets, kept as evidence."""
     if ticket["device_id"] is None:
         raise WorkflowError(422, "telemetry_minutes: the ticket concerns no device")
