@@ -48,6 +48,17 @@ def find_route(
     return Route(row["id"], row["department_id"], row["skill"], row["auto_assign"], row["strategy"])
 
 
+def route_for(conn: psycopg.Connection, ticket: dict) -> Route | None:
+    """The rule for a ticket's site, category, subcategory and building."""
+    return find_route(
+        conn,
+        site_id=ticket["site_id"],
+        category=ticket["category"],
+        subcategory=ticket["subcategory"],
+        building_id=ticket["building_id"],
+    )
+
+
 #: a person's open load: tickets assigned to them that still need work
 OPEN_LOAD = """(SELECT count(*) FROM tickets t
                 WHERE t.assignee_id = u.id AND t.status NOT IN ('resolved', 'closed', 'cancelled', 'redirected'))"""

@@ -268,13 +268,7 @@ def assign(
     if assignee_id is None:
         if ticket["department_id"] is None:
             raise WorkflowError(409, "no department to pick from: triage the ticket or name the assignee")
-        route = routing.find_route(
-            conn,
-            site_id=ticket["site_id"],
-            category=ticket["category"],
-            subcategory=ticket["subcategory"],
-            building_id=ticket["building_id"],
-        )
+        route = routing.route_for(conn, ticket)
         picked = routing.pick_assignee(
             conn,
             department_id=ticket["department_id"],
@@ -648,13 +642,7 @@ def _route_and_time(
     keep_department: bool = False,
 ) -> dict:
     """Department from the routing rules, deadlines from the SLA policy."""
-    route = routing.find_route(
-        conn,
-        site_id=ticket["site_id"],
-        category=ticket["category"],
-        subcategory=ticket["subcategory"],
-        building_id=ticket["building_id"],
-    )
+    route = routing.route_for(conn, ticket)
     if route is not None and not keep_department and route.department_id != ticket["department_id"]:
         conn.execute("UPDATE tickets SET department_id = %s WHERE id = %s", (route.department_id, ticket["id"]))
         ticket = {**ticket, "department_id": route.department_id}
@@ -710,13 +698,7 @@ def intake(conn: psycopg.Connection, ticket: dict, who: Principal | None, now: d
         ticket["title"],
         now,
     )
-    route = routing.find_route(
-        conn,
-        site_id=ticket["site_id"],
-        category=ticket["category"],
-        subcategory=ticket["subcategory"],
-        building_id=ticket["building_id"],
-    )
+    route = routing.route_for(conn, ticket)
     if route is not None and route.auto_assign and ticket["status"] == Status.NEW.value:
         try:
             with conn.transaction():
