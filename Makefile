@@ -29,6 +29,7 @@ test: check-prereqs $(STAMP)
 bench: $(STAMP)
 	$(BIN)/python bench/ingest_throughput.py
 	$(BIN)/python bench/alarm_to_ticket.py
+	$(BIN)/python bench/ticket_api.py
 
 lint: $(STAMP)
 	$(BIN)/ruff check .
