@@ -27,6 +27,8 @@ class CloudSettings(BaseSettings):
     #: send, and the ingest picks it up on return.
     mqtt_client_id: str = "community-cloud-ingest"
 
+    #: Database connections of one API process; requests beyond wait their turn.
+    api_db_connections: int = Field(default=10, ge=2, le=200)
     http_host: str = "127.0.0.1"
     http_port: int = 8000
     data_dir: Path = Path("var")

@@ -1,5 +1,6 @@
 """The FastAPI application: one pool, routers by domain, JSON errors."""
 
+import asyncio
 import logging
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
@@ -42,7 +43,9 @@ def create_app(settings: CloudSettings, *, clock: Clock | None = None, apply_mig
             applied = migrate.upgrade(database_url)
             if applied:
                 log.info("database migrated: %s", ", ".join(applied))
-        app.state.pool = make_pool(database_url, name="api")
+        # two more than requests may use: the scheduler thread's
+        app.state.pool = make_pool(database_url, max_size=settings.api_db_connections + 2, name="api")
+        app.state.db_slots = asyncio.Semaphore(settings.api_db_connections)
         background = None
         if settings.scheduler_enabled:
             background = Background(app.state.pool, settings, app.state.clock, app.state.cipher)

@@ -5,7 +5,7 @@ clock and the user's current token version, and loads what the user reaches. `al
 turns a list of roles into a dependency that refuses the others with a 403.
 """
 
-from collections.abc import Callable, Iterator
+from collections.abc import AsyncIterator, Callable, Iterator
 from typing import Annotated
 
 import psycopg
@@ -22,9 +22,22 @@ oauth2 = OAuth2PasswordBearer(tokenUrl="/api/v1/auth/token", auto_error=False)
 _BEARER = {"WWW-Authenticate": "Bearer"}
 
 
-def get_conn(request: Request) -> Iterator[psycopg.Connection]:
+async def db_slot(request: Request) -> AsyncIterator[None]:
+    """Wait, on the event loop, for one of the pool's connections to be free.
+
+    Without this, requests waiting for a connection would each hold one of the thread pool's
+    threads, and with enough of them the requests that hold connections could get no thread to
+    finish on: the API would stall. Waiting here takes no thread.
+    """
+    async with request.app.state.db_slots:
+        yield
+
+
+def get_conn(
+    request: Request, _slot: Annotated[None, Depends(db_slot, scope="function")]
+) -> Iterator[psycopg.Connection]:
     """A pooled connection for one request: one transaction, committed when the handler returns
-    normally, rolled back when it raises."""
+    normally (before the response is sent), rolled back when it raises."""
     pool = request.app.state.pool
     with pool.connection() as conn:
         yield conn
@@ -38,7 +51,8 @@ def get_cipher(request: Request) -> PiiCipher:
     return request.app.state.cipher
 
 
-Conn = Annotated[psycopg.Connection, Depends(get_conn)]
+#: function scope: the transaction commits when the handler returns, before the answer leaves
+Conn = Annotated[psycopg.Connection, Depends(get_conn, scope="function")]
 ClockDep = Annotated[Clock, Depends(get_clock)]
 CipherDep = Annotated[PiiCipher, Depends(get_cipher)]
 
