@@ -24,6 +24,7 @@ from cloud.api.routers import (
     rules,
     tickets,
 )
+from cloud.domain.tickets import NumberSource
 from cloud.security.keys import load_secrets
 from cloud.security.pii import PiiCipher
 from cloud.settings import CloudSettings
@@ -51,9 +52,11 @@ def create_app(settings: CloudSettings, *, clock: Clock | None = None, apply_mig
             background = Background(app.state.pool, settings, app.state.clock, app.state.cipher)
             background.start()
         app.state.background = background
+        app.state.numbers = NumberSource(database_url)
         try:
             yield
         finally:
+            app.state.numbers.close()
             if background is not None:
                 background.stop()
                 background.join(10)

@@ -12,7 +12,7 @@ import psycopg
 
 from cloud.domain import audit, workflow
 from cloud.domain.access import OFFICE, Principal, Role
-from cloud.domain.tickets import add_event, next_number
+from cloud.domain.tickets import NumberSource, add_event, next_number
 from cloud.domain.workflow import WorkflowError
 
 
@@ -36,7 +36,13 @@ RESIDENT_CHANNELS = ("app", "web")
 
 
 def open_ticket(
-    conn: psycopg.Connection, who: Principal, new: NewTicket, now: datetime, cfg: workflow.Settings
+    conn: psycopg.Connection,
+    who: Principal,
+    new: NewTicket,
+    now: datetime,
+    cfg: workflow.Settings,
+    *,
+    numbers: NumberSource | None = None,
 ) -> dict:
     if who.role == Role.RESIDENT:
         if new.channel not in RESIDENT_CHANNELS:
@@ -93,7 +99,10 @@ def open_ticket(
             raise WorkflowError(404, f"person {complainant_id} does not exist")
 
     priority = new.priority or ("high" if new.category == "safety" else "normal")
-    number = next_number(conn, timezone=site["timezone"], now=now)
+    if numbers is not None:
+        number = numbers(timezone=site["timezone"], now=now)
+    else:
+        number = next_number(conn, timezone=site["timezone"], now=now)
     row = conn.execute(
         """INSERT INTO tickets (number, type, category, subcategory, channel, status, priority, title, description,
                                 site_id, building_id, building, floor, unit_id, location, device_id,

@@ -4,6 +4,7 @@ This module holds what the backbone needs: readable numbers, opening a ticket fo
 (or attaching a repeat to the open one), the timeline, and reading tickets back.
 """
 
+import threading
 from dataclasses import dataclass
 from datetime import datetime
 from enum import StrEnum
@@ -12,6 +13,7 @@ from zoneinfo import ZoneInfo
 
 import psycopg
 from psycopg import sql
+from psycopg.rows import dict_row
 from psycopg.types.json import Jsonb
 
 from contract.common import Category, Severity
@@ -75,6 +77,37 @@ def next_number(conn: psycopg.Connection, *, timezone: str, now: datetime) -> st
     ).fetchone()
     assert row is not None
     return f"T-{day:%Y%m%d}-{row['last_value']:04d}"
+
+
+class NumberSource:
+    """Ticket numbers from a connection of its own, each committed at once.
+
+    Taken inside the filing's transaction, a number would keep the day's counter row locked until
+    that transaction commits, and filings would queue behind each other. Taken here, the row is
+    locked for one statement. A filing that fails afterwards leaves a gap in the day's numbers.
+    """
+
+    def __init__(self, database_url: str) -> None:
+        self._url = database_url
+        self._conn: psycopg.Connection | None = None
+        self._lock = threading.Lock()
+
+    def __call__(self, *, timezone: str, now: datetime) -> str:
+        with self._lock:
+            for attempt in range(2):
+                try:
+                    if self._conn is None or self._conn.closed:
+                        self._conn = psycopg.connect(self._url, autocommit=True, row_factory=dict_row)
+                    return next_number(self._conn, timezone=timezone, now=now)
+                except psycopg.OperationalError:
+                    self._conn = None  # a dropped connection: once more with a new one
+                    if attempt:
+                        raise
+            raise AssertionError("unreachable")
+
+    def close(self) -> None:
+        if self._conn is not None:
+            self._conn.close()
 
 
 def add_event(

@@ -110,7 +110,7 @@ def record_visit(
             location=original["location"],
         )
         cfg = workflow.settings_from(request.app.state.settings)
-        ticket = complaints.open_ticket(conn, who, new, now, cfg)
+        ticket = complaints.open_ticket(conn, who, new, now, cfg, numbers=request.app.state.numbers)
         new_id = ticket["id"]
         conn.execute("UPDATE tickets SET recomplaint_of = %s WHERE id = %s", (original["id"], new_id))
     conn.execute(

@@ -179,7 +179,7 @@ def list_tickets(
 
 
 @router.post("", response_model=TicketDetail, status_code=201)
-def file_ticket(body: TicketIn, conn: Conn, clock: ClockDep, who: Filer, settings: Cfg) -> dict:
+def file_ticket(body: TicketIn, request: Request, conn: Conn, clock: ClockDep, who: Filer, settings: Cfg) -> dict:
     """File a complaint or repair request (a resident in the app; the service desk for a caller)."""
     new = complaints.NewTicket(
         type=body.type.value,
@@ -195,7 +195,7 @@ def file_ticket(body: TicketIn, conn: Conn, clock: ClockDep, who: Filer, setting
         site_id=body.site_id,
         location=body.location,
     )
-    ticket = complaints.open_ticket(conn, who, new, clock.now(), settings)
+    ticket = complaints.open_ticket(conn, who, new, clock.now(), settings, numbers=request.app.state.numbers)
     return _detail(conn, who, ticket["number"])
 
 
