@@ -585,33 +585,35 @@ def _drop_database(admin: str, dbname: str) -> None:
         conn.execute(sql.SQL("DROP DATABASE IF EXISTS {} WITH (FORCE)").format(sql.Identifier(dbname)))
 
 
-class IngestProcess:
-    """`python -m community cloud --role ingest`, as deployed: its own process, so its own GIL."""
+class CloudProcess:
+    """`python -m community cloud --role ROLE`, as deployed: its own process, so its own GIL.
 
-    def __init__(self, stack: Stack, *, client_id: str) -> None:
-        self.log_path = stack.tmp / f"{client_id}.log"
-        env = dict(os.environ)
-        env.update(
+    Started in its own session (Ctrl-C reaches the benchmark, which stops it in order) and in the
+    temporary folder (no stray `.env`); `prefix_var` names a variable whose value runs it under a
+    tool, e.g. BENCH_INGEST_PREFIX="py-spy record -o ingest.svg --".
+    """
+
+    def __init__(self, stack: Stack, *, role: str, name: str, env: dict[str, str], prefix_var: str) -> None:
+        self.role = role
+        self.log_path = stack.tmp / f"{name}.log"
+        full_env = dict(os.environ)
+        full_env.update(
             DATABASE_URL=stack.database_url,
-            MQTT_URL=stack.mqtt_url,
-            COMMUNITY_MQTT_CLIENT_ID=client_id,
-            COMMUNITY_LOG_LEVEL=env.get("COMMUNITY_LOG_LEVEL", "WARNING"),
+            COMMUNITY_LOG_LEVEL=full_env.get("COMMUNITY_LOG_LEVEL", "WARNING"),
             COMMUNITY_DATA_DIR=str(stack.tmp / "cloud"),
+            **env,
         )
         self._log = self.log_path.open("ab")
-        # its own session (Ctrl-C reaches the benchmark, which stops it in order); cwd: no stray .env
-        # BENCH_INGEST_PREFIX runs it under a tool, e.g. "py-spy record -o ingest.svg --"
-        prefix = shlex.split(os.environ.get("BENCH_INGEST_PREFIX", ""))
+        prefix = shlex.split(os.environ.get(prefix_var, ""))
         self.proc = subprocess.Popen(
-            [*prefix, sys.executable, "-m", "community", "cloud", "--role", "ingest"],
+            [*prefix, sys.executable, "-m", "community", "cloud", "--role", role],
             cwd=stack.tmp,
-            env=env,
+            env=full_env,
             stdout=self._log,
             stderr=subprocess.STDOUT,
             start_new_session=True,
         )
         stack.on_close(self.stop)
-        log(f"  ingest process {self.proc.pid} (log {self.log_path})")
 
     @property
     def pid(self) -> int:
@@ -619,7 +621,7 @@ class IngestProcess:
 
     def check(self) -> None:
         if self.proc.poll() is not None:
-            raise RuntimeError(f"the ingest exited with {self.proc.returncode}:\n{self.tail()}")
+            raise RuntimeError(f"the {self.role} exited with {self.proc.returncode}:\n{self.tail()}")
 
     def tail(self, lines: int = 30) -> str:
         with contextlib.suppress(OSError):
@@ -628,13 +630,27 @@ class IngestProcess:
 
     def stop(self) -> None:
         if self.proc.poll() is None:
-            self.proc.send_signal(signal.SIGINT)  # run_ingest stops cleanly on SIGINT
+            self.proc.send_signal(signal.SIGINT)  # both roles stop cleanly on SIGINT
             try:
                 self.proc.wait(30)
             except subprocess.TimeoutExpired:
                 self.proc.kill()
                 self.proc.wait()
         self._log.close()
+
+
+class IngestProcess(CloudProcess):
+    """The ingest as its own process."""
+
+    def __init__(self, stack: Stack, *, client_id: str) -> None:
+        super().__init__(
+            stack,
+            role="ingest",
+            name=client_id,
+            env={"MQTT_URL": stack.mqtt_url, "COMMUNITY_MQTT_CLIENT_ID": client_id},
+            prefix_var="BENCH_INGEST_PREFIX",
+        )
+        log(f"  ingest process {self.proc.pid} (log {self.log_path})")
 
 
 class ThreadIngest:

@@ -26,10 +26,7 @@ import json
 import math
 import os
 import random
-import shlex
 import signal
-import socket
-import subprocess
 import sys
 import threading
 import time
@@ -57,6 +54,7 @@ from cloud.security.passwords import hash_password
 from cloud.security.pii import PiiCipher
 from cloud.seed import ROUTES, Estate, seed_estate
 from cloud.storage.migrate import upgrade
+from community.broker import free_port
 from community.embedded_db import EmbeddedPostgres
 
 PASSWORD = "community-demo"
@@ -861,44 +859,25 @@ def print_environment(stack: Stack) -> None:
 # --- the API --------------------------------------------------------------------------------
 
 
-def free_port() -> int:
-    """A TCP port nothing listens on now (the API binds it a moment later)."""
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
-
-
-class ApiProcess:
-    """`python -m community cloud --role api`, as deployed: uvicorn in its own process (own GIL)."""
+class ApiProcess(harness.CloudProcess):
+    """The API as deployed: uvicorn in its own process (own GIL)."""
 
     def __init__(self, stack: Stack, *, jwt_secret: str, data_key: str) -> None:
         self.port = free_port()
         self.url = f"http://127.0.0.1:{self.port}"
-        self.log_path = stack.tmp / "api.log"
-        env = dict(os.environ)
-        env.update(
-            DATABASE_URL=stack.database_url,
-            COMMUNITY_HTTP_HOST="127.0.0.1",
-            COMMUNITY_HTTP_PORT=str(self.port),
-            COMMUNITY_DATA_DIR=str(stack.tmp / "cloud"),
-            COMMUNITY_JWT_SECRET=jwt_secret,
-            COMMUNITY_DATA_KEY=data_key,
-            COMMUNITY_SCHEDULER_ENABLED="false",
-            COMMUNITY_LOG_LEVEL=env.get("COMMUNITY_LOG_LEVEL", "WARNING"),
+        super().__init__(
+            stack,
+            role="api",
+            name="api",
+            env={
+                "COMMUNITY_HTTP_HOST": "127.0.0.1",
+                "COMMUNITY_HTTP_PORT": str(self.port),
+                "COMMUNITY_JWT_SECRET": jwt_secret,
+                "COMMUNITY_DATA_KEY": data_key,
+                "COMMUNITY_SCHEDULER_ENABLED": "false",
+            },
+            prefix_var="BENCH_API_PREFIX",
         )
-        self._log = self.log_path.open("ab")
-        # its own session (Ctrl-C reaches the benchmark, which stops it in order); cwd: no stray .env
-        # BENCH_API_PREFIX runs it under a tool, e.g. "py-spy record -o api.svg --"
-        prefix = shlex.split(os.environ.get("BENCH_API_PREFIX", ""))
-        self.proc = subprocess.Popen(
-            [*prefix, sys.executable, "-m", "community", "cloud", "--role", "api"],
-            cwd=stack.tmp,
-            env=env,
-            stdout=self._log,
-            stderr=subprocess.STDOUT,
-            start_new_session=True,
-        )
-        stack.on_close(self.stop)
         log(f"  api process {self.proc.pid} on {self.url} (log {self.log_path})")
 
     @property
@@ -923,21 +902,6 @@ class ApiProcess:
                     return
             time.sleep(0.2)
         raise RuntimeError(f"the API did not answer within {timeout:.0f} s:\n{self.tail()}")
-
-    def tail(self, lines: int = 30) -> str:
-        with contextlib.suppress(OSError):
-            return "\n".join(self.log_path.read_text(errors="replace").splitlines()[-lines:])
-        return ""
-
-    def stop(self) -> None:
-        if self.proc.poll() is None:
-            self.proc.send_signal(signal.SIGINT)  # uvicorn shuts down cleanly on SIGINT
-            try:
-                self.proc.wait(30)
-            except subprocess.TimeoutExpired:
-                self.proc.kill()
-                self.proc.wait()
-        self._log.close()
 
 
 def login(url: str, username: str) -> dict[str, str]:
