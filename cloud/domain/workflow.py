@@ -230,7 +230,7 @@ def triage(
         changes["department_id"] = department_id
     ticket = _record(conn, ticket, who, now, kind="triaged", body=note or "Accepted.", shared=True, changes=changes)
     if {"category", "subcategory", "priority"} & changes.keys() or department_id is None:
-        ticket = _route_and_time(conn, ticket, who, now, cfg, keep_department=department_id is not None)
+        ticket, _route = _route_and_time(conn, ticket, who, now, cfg, keep_department=department_id is not None)
     _tell_complainant(conn, ticket, "triaged", note or "Your request was accepted.", now)
     return ticket
 
@@ -260,15 +260,17 @@ def assign(
     *,
     assignee_id: int | None,
     note: str = "",
+    route: routing.Route | None = None,
 ) -> dict:
-    """Give the ticket to a technician (or guard); without one, pick by the routing rule's strategy."""
+    """Give the ticket to a technician (or guard); without one, pick by the routing rule's strategy
+    (`route`, when the caller has looked it up already)."""
     if who is not None:
         _require(who.role in OFFICE, 403, "only the office assigns tickets")
     _state(ticket, (Status.NEW, Status.TRIAGED, Status.ASSIGNED, Status.IN_PROGRESS, Status.REOPENED), "assign")
     if assignee_id is None:
         if ticket["department_id"] is None:
             raise WorkflowError(409, "no department to pick from: triage the ticket or name the assignee")
-        route = routing.route_for(conn, ticket)
+        route = route or routing.route_for(conn, ticket)
         picked = routing.pick_assignee(
             conn,
             department_id=ticket["department_id"],
@@ -640,13 +642,13 @@ def _route_and_time(
     cfg: Settings,
     *,
     keep_department: bool = False,
-) -> dict:
-    """Department from the routing rules, deadlines from the SLA policy."""
+) -> tuple[dict, routing.Route | None]:
+    """Department from the routing rules, deadlines from the SLA policy; also the rule that applied."""
     route = routing.route_for(conn, ticket)
     if route is not None and not keep_department and route.department_id != ticket["department_id"]:
         conn.execute("UPDATE tickets SET department_id = %s WHERE id = %s", (route.department_id, ticket["id"]))
         ticket = {**ticket, "department_id": route.department_id}
-    return sla_apply.set_deadlines(conn, ticket, now, cfg.warn_fraction)
+    return sla_apply.set_deadlines(conn, ticket, now, cfg.warn_fraction), route
 
 
 def find_earlier(conn: psycopg.Connection, ticket: dict, window_days: float) -> dict | None:
@@ -675,7 +677,7 @@ def find_earlier(conn: psycopg.Connection, ticket: dict, window_days: float) -> 
 def intake(conn: psycopg.Connection, ticket: dict, who: Principal | None, now: datetime, cfg: Settings) -> dict:
     """What happens to every new ticket, typed in or opened by an alarm: route it, time it, notice a
     re-complaint, tell the department, and assign it when the rule says so."""
-    ticket = _route_and_time(conn, ticket, who, now, cfg)
+    ticket, route = _route_and_time(conn, ticket, who, now, cfg)
     earlier = find_earlier(conn, ticket, cfg.recomplaint_window_days)
     if earlier is not None:
         conn.execute("UPDATE tickets SET recomplaint_of = %s WHERE id = %s", (earlier["id"], ticket["id"]))
@@ -698,11 +700,10 @@ def intake(conn: psycopg.Connection, ticket: dict, who: Principal | None, now: d
         ticket["title"],
         now,
     )
-    route = routing.route_for(conn, ticket)
     if route is not None and route.auto_assign and ticket["status"] == Status.NEW.value:
         try:
             with conn.transaction():
-                ticket = assign(conn, ticket, None, now, assignee_id=None, note="(assigned automatically)")
+                ticket = assign(conn, ticket, None, now, assignee_id=None, note="(assigned automatically)", route=route)
         except WorkflowError as exc:
             add_event(
                 conn,
