@@ -14,6 +14,7 @@ from contract import SCHEMA_VERSION
 from contract.common import (
     Category,
     DeviceName,
+    FiniteFloat,
     Identifier,
     Location,
     Severity,
@@ -94,6 +95,26 @@ class MetricInfo(Strict):
     type: Literal["number", "integer", "bool", "string"] = "number"
 
 
+class CommandParamInfo(Strict):
+    """The one value a command takes, and the limits the cloud checks before sending it."""
+
+    name: Identifier
+    type: Literal["number", "integer", "bool"] = "number"
+    min: FiniteFloat | None = None
+    max: FiniteFloat | None = None
+    unit: Annotated[str, StringConstraints(max_length=20)] | None = None
+
+
+class CommandInfo(Strict):
+    """A command the device's profile defines, as the birth message announces it."""
+
+    name: Identifier
+    description: Text = ""
+    params: list[CommandParamInfo] = Field(default_factory=list, max_length=10)
+    #: The cloud roles allowed to send it.
+    roles: list[Identifier] = Field(default_factory=list, max_length=10)
+
+
 class DeviceInfo(Strict):
     name: DeviceName
     profile: Slug
@@ -101,6 +122,7 @@ class DeviceInfo(Strict):
     model: Text | None = None
     location: Location = Location()
     metrics: list[MetricInfo] = Field(default_factory=list)
+    commands: list[CommandInfo] = Field(default_factory=list)
 
 
 class GatewayInfo(Strict):
@@ -115,6 +137,8 @@ class BirthMessage(Envelope):
     site: SiteInfo
     gateway: GatewayInfo
     devices: list[DeviceInfo] = Field(max_length=10_000)
+    #: The version of the cloud-pushed configuration the agent runs; None while it runs its local file.
+    config_version: int | None = None
 
 
 class StatusMessage(Envelope):
@@ -142,7 +166,71 @@ class CommandAck(Envelope):
     result: dict[str, Value] = Field(default_factory=dict)
 
 
-Message = TelemetryBatch | AlarmMessage | EventMessage | BirthMessage | StatusMessage | CommandMessage | CommandAck
+class OutboxHealth(Strict):
+    """The gateway's durable outbox: what waits for the broker, and what had to be dropped."""
+
+    depth: Annotated[int, Field(ge=0)]
+    bytes: Annotated[int, Field(ge=0)] = 0
+    oldest_age_s: Annotated[float, Field(ge=0, allow_inf_nan=False)] | None = None
+    dropped_messages: Annotated[int, Field(ge=0)] = 0
+    dropped_points: Annotated[int, Field(ge=0)] = 0
+
+
+class DeviceHealth(Strict):
+    """How polling one device goes, since the agent started."""
+
+    device: DeviceName
+    online: bool | None = None
+    polls_ok: Annotated[int, Field(ge=0)] = 0
+    polls_failed: Annotated[int, Field(ge=0)] = 0
+    success_rate: Annotated[float, Field(ge=0, le=1, allow_inf_nan=False)] | None = None
+    latency_ms_mean: Annotated[float, Field(ge=0, allow_inf_nan=False)] | None = None
+    latency_ms_max: Annotated[float, Field(ge=0, allow_inf_nan=False)] | None = None
+    last_error: Text | None = None
+
+
+class HealthMessage(Envelope):
+    """The agent's own health, sent every health interval."""
+
+    uptime_s: Annotated[float, Field(ge=0, allow_inf_nan=False)]
+    config_version: int | None = None
+    outbox: OutboxHealth
+    devices: list[DeviceHealth] = Field(default_factory=list, max_length=10_000)
+
+
+class ConfigMessage(Envelope):
+    """Cloud to edge (retained): the gateway's configuration at `version`.
+
+    `config` follows `contract.gateway_config.RemoteConfig` (devices, profiles, telemetry options);
+    the agent validates it and answers with a ConfigState.
+    """
+
+    version: Annotated[int, Field(ge=1)]
+    config: dict[str, Any]
+
+
+class ConfigState(Envelope):
+    """Edge to cloud: the configuration version the agent applied, or one it refused and why."""
+
+    version: Annotated[int, Field(ge=1)]
+    status: Literal["applied", "refused"]
+    #: The version the agent keeps running (the last good one), None for its local file.
+    running_version: int | None = None
+    reason: Annotated[str, StringConstraints(max_length=4000)] | None = None
+
+
+Message = (
+    TelemetryBatch
+    | AlarmMessage
+    | EventMessage
+    | BirthMessage
+    | StatusMessage
+    | CommandMessage
+    | CommandAck
+    | HealthMessage
+    | ConfigMessage
+    | ConfigState
+)
 
 MODEL_FOR_KIND: dict[Kind, type[Envelope]] = {
     Kind.TELEMETRY: TelemetryBatch,
@@ -152,6 +240,9 @@ MODEL_FOR_KIND: dict[Kind, type[Envelope]] = {
     Kind.STATUS: StatusMessage,
     Kind.COMMAND: CommandMessage,
     Kind.COMMAND_ACK: CommandAck,
+    Kind.HEALTH: HealthMessage,
+    Kind.CONFIG: ConfigMessage,
+    Kind.CONFIG_STATE: ConfigState,
 }
 
 

@@ -170,6 +170,83 @@ class AlarmRule(Strict):
         return Category.SAFETY if self.ticket == TicketKind.SAFETY else Category.FACILITY
 
 
+#: Register types a command may write: numbers only (a string setpoint is not a thing devices take).
+WRITABLE_TYPES = ("int16", "uint16", "int32", "uint32", "int64", "uint64", "float32", "float64")
+
+
+class CommandParam(Strict):
+    """The value a person gives with a command, with the limits the device takes."""
+
+    name: Identifier
+    min: FiniteFloat | None = None
+    max: FiniteFloat | None = None
+    unit: Annotated[str, Field(max_length=20)] | None = None
+    description: Text | None = None
+
+    @model_validator(mode="after")
+    def _ordered(self) -> "CommandParam":
+        if self.min is not None and self.max is not None and self.min > self.max:
+            raise ValueError(f"min {self.min:g} is above max {self.max:g}")
+        return self
+
+
+class ModbusCommand(Strict):
+    """A write the cloud may ask for: set a coil, pulse a coil (a door relay), or write a register.
+
+    The value written is `value` (fixed, for example 1 to reset a fault) or the command's one
+    parameter `param` (a setpoint, checked against its limits on both sides). For registers,
+    `raw = (value - offset) / scale`, rounded for integer types.
+    """
+
+    name: Identifier
+    description: Text = ""
+    action: Literal["write_coil", "pulse_coil", "write_register"]
+    address: Annotated[int, Field(ge=0, le=65535)]
+    type: Literal["int16", "uint16", "int32", "uint32", "int64", "uint64", "float32", "float64"] = "uint16"
+    byte_order: ByteOrder | None = None
+    word_order: ByteOrder | None = None
+    value: FiniteFloat | bool | None = None
+    param: CommandParam | None = None
+    scale: FiniteFloat = 1.0
+    offset: FiniteFloat = 0.0
+    #: Seconds a `pulse_coil` holds the coil on before it is switched off again.
+    pulse: Annotated[float, Field(gt=0, le=60, allow_inf_nan=False)] = 1.0
+    #: Cloud roles allowed to send it (admin always may).
+    roles: list[Identifier] = Field(default_factory=lambda: ["admin"], max_length=10)
+
+    @model_validator(mode="after")
+    def _consistent(self) -> "ModbusCommand":
+        if self.scale == 0:
+            raise ValueError("'scale' must not be 0")
+        if self.action == "pulse_coil":
+            if self.param is not None or self.value is not None:
+                raise ValueError("'pulse_coil' switches the coil on for 'pulse' seconds: no 'value' or 'param'")
+            return self
+        if (self.value is None) == (self.param is None):
+            raise ValueError(f"'{self.action}' needs exactly one of 'value' (fixed) or 'param' (given by the sender)")
+        if self.action == "write_coil":
+            if self.value is not None and not isinstance(self.value, bool):
+                raise ValueError("'write_coil' writes a bit: 'value' must be true or false")
+            if self.param is not None and (self.param.min is not None or self.param.max is not None):
+                raise ValueError("'write_coil' takes true or false: its 'param' has no min or max")
+        if self.action == "write_register":
+            if isinstance(self.value, bool):
+                raise ValueError("'write_register' writes a number: 'value' must be a number")
+            if self.param is not None and (self.param.min is None or self.param.max is None):
+                raise ValueError("a register setpoint needs limits: give 'param.min' and 'param.max'")
+            if self.address + REGISTER_COUNT[self.type] - 1 > 65535:
+                raise ValueError("address plus size runs past register 65535")
+        return self
+
+    @property
+    def param_type(self) -> Literal["number", "integer", "bool"]:
+        if self.action != "write_register":
+            return "bool"
+        if self.type in INTEGER_TYPES and self.scale == 1.0 and self.offset == 0.0:
+            return "integer"
+        return "number"
+
+
 class _ProfileBase(Strict):
     id: str = ""  # set from the file name by the loader
     name: Text
@@ -213,6 +290,16 @@ class ModbusProfile(_ProfileBase):
     #: Registers of gap that one read may span to merge two neighbouring metrics into one request.
     max_read_gap: Annotated[int, Field(ge=0, le=100)] = 8
     metrics: list[ModbusMetric] = Field(min_length=1)
+    commands: list[ModbusCommand] = Field(default_factory=list)
+
+    @model_validator(mode="after")
+    def _unique_commands(self) -> "ModbusProfile":
+        seen: set[str] = set()
+        for i, command in enumerate(self.commands):
+            if command.name in seen:
+                raise ValueError(f"commands[{i}].name: command {command.name!r} is defined twice")
+            seen.add(command.name)
+        return self
 
 
 class MqttProfile(_ProfileBase):

@@ -7,6 +7,9 @@
     community/v1/{site}/{gateway}/status        edge -> cloud  retained: online, or offline (last will)
     community/v1/{site}/{gateway}/cmd           cloud -> edge  commands for a device
     community/v1/{site}/{gateway}/cmd/ack       edge -> cloud  command results
+    community/v1/{site}/{gateway}/health        edge -> cloud  the agent's own health, every health interval
+    community/v1/{site}/{gateway}/config        cloud -> edge  retained: the gateway's configuration, versioned
+    community/v1/{site}/{gateway}/config/state  edge -> cloud  which configuration version runs, or why one was refused
 
 Site and gateway ids are slugs (see SLUG_PATTERN), so they can never contain '/', '+' or '#'.
 """
@@ -28,10 +31,24 @@ class Kind(StrEnum):
     STATUS = "status"
     COMMAND = "cmd"
     COMMAND_ACK = "cmd/ack"
+    HEALTH = "health"
+    CONFIG = "config"
+    CONFIG_STATE = "config/state"
 
 
 #: What the cloud subscribes to: everything gateways send.
-UPLINK_KINDS = (Kind.TELEMETRY, Kind.EVENT, Kind.ALARM, Kind.BIRTH, Kind.STATUS, Kind.COMMAND_ACK)
+UPLINK_KINDS = (
+    Kind.TELEMETRY,
+    Kind.EVENT,
+    Kind.ALARM,
+    Kind.BIRTH,
+    Kind.STATUS,
+    Kind.COMMAND_ACK,
+    Kind.HEALTH,
+    Kind.CONFIG_STATE,
+)
+#: What the cloud sends gateways.
+DOWNLINK_KINDS = (Kind.COMMAND, Kind.CONFIG)
 
 
 def is_slug(value: str) -> bool:
