@@ -74,7 +74,7 @@ class DeviceConfig(Strict):
     @model_validator(mode="after")
     def _one_address(self) -> "DeviceConfig":
         if (self.modbus is None) == (self.mqtt is None):
-            raise ValueError("give exactly one address: 'modbus' (host, port, unit) or 'mqtt' (topic)")
+            raise ValueError("give exactly one address: 'modbus' (host and port, or serial; unit) or 'mqtt' (topic)")
         return self
 
 
