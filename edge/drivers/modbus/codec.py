@@ -13,7 +13,7 @@ import struct
 from collections.abc import Iterable, Sequence
 
 from contract.common import Value
-from contract.profiles import BIT_TABLES, ByteOrder, ModbusMetric, ModbusProfile
+from contract.profiles import BIT_TABLES, ByteOrder, ModbusCommand, ModbusMetric, ModbusProfile
 
 log = logging.getLogger(__name__)
 
@@ -156,3 +156,27 @@ def decode_span(
             continue
         values[metric.name] = value
     return values
+
+
+def command_metric(command: ModbusCommand) -> ModbusMetric:
+    """The register layout a `write_register` command writes, as a metric, so `encode`/`decode` serve both."""
+    return ModbusMetric(
+        name=command.name,
+        table="holding_register",
+        address=command.address,
+        type=command.type,
+        byte_order=command.byte_order,
+        word_order=command.word_order,
+        scale=command.scale,
+        offset=command.offset,
+    )
+
+
+def encode_command(command: ModbusCommand, value: int | float, profile: ModbusProfile) -> list[int]:
+    """The registers a `write_register` command writes for `value`: `raw = (value - offset) / scale`.
+
+    Raises EncodeError when the value does not fit the command's type.
+    """
+    metric = command_metric(command)
+    registers = encode(metric, value, *orders(metric, profile))
+    return [int(r) for r in registers]
