@@ -26,6 +26,25 @@ class CloudSettings(BaseSettings):
     #: Both sessions are persistent: while the cloud is down the broker queues what gateways
     #: send, and the ingest picks it up on return.
     mqtt_client_id: str = "community-cloud-ingest"
+    #: CA certificate file (PEM) that signs the broker's certificate, for `mqtts://` URLs; unset:
+    #: the system's trusted CAs.
+    mqtt_ca_file: Path | None = None
+
+    # --- commands, remote configuration, broker credentials -----------------------------------
+    #: Seconds a device command may wait for its gateway when the request names no `ttl_seconds`.
+    command_ttl_seconds: int = Field(default=60, ge=1, le=86_400)
+    #: How often the API's MQTT publisher looks for commands and configurations the broker has
+    #: not yet acknowledged (after a broker outage), and retries them.
+    downlink_retry_seconds: float = Field(default=2.0, gt=0, le=600)
+    #: Who manages gateways' broker logins: `dynsec` (Mosquitto's dynamic-security plugin, over
+    #: `$CONTROL/dynamic-security/v1`), or `none` (the operator does, e.g. a password file).
+    broker_admin: str = Field(default="none", pattern=r"^(dynsec|none)$")
+    #: The dynamic-security admin login (a client with a role that may publish to
+    #: `$CONTROL/dynamic-security/#`); the broker is that of `mqtt_url`.
+    broker_admin_username: str = "cloud-admin"
+    broker_admin_password: SecretStr | None = None
+    #: Seconds to wait for the broker's answer to a dynamic-security command.
+    broker_admin_timeout_seconds: float = Field(default=10.0, gt=0, le=120)
 
     #: Database connections of one API process; requests beyond wait their turn.
     api_db_connections: int = Field(default=10, ge=2, le=200)

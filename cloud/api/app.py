@@ -9,12 +9,15 @@ from fastapi import FastAPI
 
 from cloud.api import errors
 from cloud.api.background import Background
+from cloud.api.downlink import Downlink
 from cloud.api.routers import (
     alarms,
     attachments,
     auth,
+    commands,
     devices,
     followups,
+    gateways,
     health,
     inbox,
     org,
@@ -24,6 +27,7 @@ from cloud.api.routers import (
     rules,
     tickets,
 )
+from cloud.broker_admin import broker_admin_from
 from cloud.domain.tickets import NumberSource
 from cloud.security.keys import load_secrets
 from cloud.security.pii import PiiCipher
@@ -44,9 +48,11 @@ def create_app(settings: CloudSettings, *, clock: Clock | None = None, apply_mig
             applied = migrate.upgrade(database_url)
             if applied:
                 log.info("database migrated: %s", ", ".join(applied))
-        # two more than requests may use: the scheduler thread's
-        app.state.pool = make_pool(database_url, max_size=settings.api_db_connections + 2, name="api")
+        # three more than requests may use: the scheduler thread's and the MQTT publisher's
+        app.state.pool = make_pool(database_url, max_size=settings.api_db_connections + 3, name="api")
         app.state.db_slots = asyncio.Semaphore(settings.api_db_connections)
+        app.state.downlink = Downlink(app.state.pool, settings, app.state.clock)
+        app.state.downlink.start()
         background = None
         if settings.scheduler_enabled:
             background = Background(app.state.pool, settings, app.state.clock, app.state.cipher)
@@ -57,6 +63,7 @@ def create_app(settings: CloudSettings, *, clock: Clock | None = None, apply_mig
             yield
         finally:
             app.state.numbers.close()
+            app.state.downlink.stop()
             if background is not None:
                 background.stop()
                 background.join(10)
@@ -72,6 +79,7 @@ def create_app(settings: CloudSettings, *, clock: Clock | None = None, apply_mig
     app.state.clock = clock or SystemClock()
     app.state.secrets = load_secrets(settings)
     app.state.cipher = PiiCipher(app.state.secrets.data_key)
+    app.state.broker_admin = broker_admin_from(settings)
     errors.install(app)
     for router in (
         health.router,
@@ -80,6 +88,8 @@ def create_app(settings: CloudSettings, *, clock: Clock | None = None, apply_mig
         alarms.router,
         tickets.router,
         registry.router,
+        gateways.router,
+        commands.router,
         places.router,
         people.router,
         org.router,

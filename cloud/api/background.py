@@ -1,4 +1,4 @@
-"""The API process's background thread: the workflow scheduler and the notification dispatcher.
+"""The API process's background thread: the workflow scheduler, command expiry and the notification dispatcher.
 
 Every API process may run it; each change it makes happens once (see cloud/domain/scheduler.py
 and cloud/notify/dispatch.py).
@@ -9,7 +9,7 @@ import threading
 
 from psycopg_pool import ConnectionPool
 
-from cloud.domain import scheduler, workflow
+from cloud.domain import commands, scheduler, workflow
 from cloud.notify.dispatch import deliver_due
 from cloud.notify.email import email_sender_from
 from cloud.notify.sms import sms_provider_from
@@ -40,6 +40,10 @@ class Background(threading.Thread):
         now = self.clock.now()
         with self.pool.connection() as conn:
             counts = scheduler.run_pass(conn, now, self.cfg)
+            with conn.transaction():
+                expired = commands.expire_due(conn, now)
+        if expired:
+            log.info("scheduler: %d commands expired without an answer", expired)
         if counts.warned or counts.breached or counts.closed:
             log.info("scheduler: %d warned, %d breached, %d closed", counts.warned, counts.breached, counts.closed)
         while True:

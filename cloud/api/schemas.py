@@ -190,6 +190,77 @@ class GatewayOut(BaseModel):
     last_seen_at: datetime | None
     last_birth_at: datetime | None
     devices: int
+    #: when POST /api/v1/gateways registered it (None: known only from its messages)
+    registered_at: datetime | None = None
+    credentials_issued_at: datetime | None = None
+    #: the latest HealthMessage (uptime, outbox, config version; the list leaves out per-device health)
+    health: dict[str, Any] | None = None
+    health_at: datetime | None = None
+    #: the configuration version the gateway runs (None: its local file) and the one the cloud wants
+    config_running_version: int | None = None
+    config_desired_version: int | None = None
+    #: the gateway's last answer to a pushed version: `applied` or `refused` (with the reason)
+    config_reported_version: int | None = None
+    config_reported_status: str | None = None
+    config_reported_reason: str | None = None
+    config_reported_at: datetime | None = None
+
+
+class BrokerCredentials(BaseModel):
+    """Shown once: the cloud keeps no copy of the password."""
+
+    username: str
+    password: str
+
+
+class GatewayRegistered(GatewayOut):
+    #: None when the broker's logins are managed outside the cloud (COMMUNITY_BROKER_ADMIN=none)
+    credentials: BrokerCredentials | None
+    broker_admin: str
+
+
+class ConfigVersionOut(BaseModel):
+    version: int
+    document: dict[str, Any]
+    created_at: datetime
+    created_by: str
+    #: when the broker took the retained publish (None: waiting for the broker)
+    published_at: datetime | None
+
+
+class ConfigReportOut(BaseModel):
+    version: int | None
+    status: str | None
+    reason: str | None
+    at: datetime | None
+
+
+class GatewayConfigOut(BaseModel):
+    gateway_id: str
+    desired: ConfigVersionOut | None
+    running_version: int | None
+    reported: ConfigReportOut
+
+
+class CommandOut(BaseModel):
+    #: also the CommandMessage's id and the CommandAck's command_id
+    id: UUID
+    device_id: int
+    device: str
+    gateway_id: str
+    site_id: str
+    command: str
+    params: dict[str, Any]
+    requested_by: str
+    #: `pending`, `succeeded`, `failed`, `rejected` or `expired`
+    state: str
+    reason: str | None
+    result: dict[str, Any] | None
+    created_at: datetime
+    expires_at: datetime
+    published_at: datetime | None
+    finished_at: datetime | None
+    acked_at: datetime | None
 
 
 class SiteOut(BaseModel):

@@ -14,7 +14,7 @@ from datetime import datetime
 import psycopg
 from psycopg.types.json import Jsonb
 
-from contract.messages import BirthMessage, InvalidMessage
+from contract.messages import BirthMessage, HealthMessage, InvalidMessage
 
 
 @dataclass(frozen=True)
@@ -61,12 +61,12 @@ def record_birth(conn: psycopg.Connection, *, site: str, gateway: str, birth: Bi
     for dev in birth.devices:
         conn.execute(
             """INSERT INTO devices
-                   (gateway_id, name, profile, protocol, model, building, floor, room, metrics, announced)
-               VALUES (%s, %s, %s, %s, %s, %s, %s, %s, %s, true)
+                   (gateway_id, name, profile, protocol, model, building, floor, room, metrics, commands, announced)
+               VALUES (%s, %s, %s, %s, %s, %s, %s, %s, %s, %s, true)
                ON CONFLICT (gateway_id, name) DO UPDATE SET
                    profile = EXCLUDED.profile, protocol = EXCLUDED.protocol, model = EXCLUDED.model,
                    building = EXCLUDED.building, floor = EXCLUDED.floor, room = EXCLUDED.room,
-                   metrics = EXCLUDED.metrics, announced = true""",
+                   metrics = EXCLUDED.metrics, commands = EXCLUDED.commands, announced = true""",
             (
                 gateway,
                 dev.name,
@@ -77,6 +77,7 @@ def record_birth(conn: psycopg.Connection, *, site: str, gateway: str, birth: Bi
                 dev.location.floor,
                 dev.location.room,
                 Jsonb([m.model_dump(exclude_none=True) for m in dev.metrics]),
+                Jsonb([c.model_dump(mode="json", exclude_none=True) for c in dev.commands]),
             ),
         )
     # devices the gateway no longer announces keep their history, flagged as not announced
@@ -85,6 +86,15 @@ def record_birth(conn: psycopg.Connection, *, site: str, gateway: str, birth: Bi
         (gateway, names),
     )
     return len(names)
+
+
+def record_health(conn: psycopg.Connection, *, gateway: str, health: HealthMessage) -> None:
+    """Keep a gateway's latest health report; an older one arriving late changes nothing."""
+    conn.execute(
+        """UPDATE gateways SET health = %s, health_at = %s
+           WHERE id = %s AND (health_at IS NULL OR health_at <= %s)""",
+        (Jsonb(health.model_dump(mode="json", exclude={"v", "id", "ts"})), health.ts, gateway, health.ts),
+    )
 
 
 class Resolver:

@@ -8,6 +8,7 @@ mean something else there); the broker redelivers it, and the seen-id table drop
 import logging
 import threading
 from collections.abc import Callable
+from pathlib import Path
 
 import paho.mqtt.client as mqtt
 from paho.mqtt.enums import CallbackAPIVersion
@@ -29,6 +30,7 @@ class Consumer:
         kinds: tuple[topics.Kind, ...] = topics.UPLINK_KINDS,
         username: str | None = None,
         password: str | None = None,
+        ca_file: Path | None = None,
     ) -> None:
         self.endpoint = parse_mqtt_url(url)
         self._deliver = deliver
@@ -49,7 +51,7 @@ class Consumer:
         if user:
             client.username_pw_set(user, password or self.endpoint.password)
         if self.endpoint.tls:
-            client.tls_set()
+            client.tls_set(ca_certs=str(ca_file) if ca_file else None)
         client.reconnect_delay_set(min_delay=1, max_delay=30)
         client.on_connect = self._on_connect
         client.on_disconnect = self._on_disconnect

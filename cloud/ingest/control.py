@@ -1,4 +1,4 @@
-"""The control lane: births, status, alarms, events and command results, one at a time.
+"""The control lane: births, status, alarms, events, command results, health and config state, one at a time.
 
 They are few and they matter quickly (an alarm should become a ticket in milliseconds), so
 they have their own queue and connection and never wait behind a telemetry batch.
@@ -12,7 +12,7 @@ from datetime import datetime
 import psycopg
 from psycopg.types.json import Jsonb
 
-from cloud.domain import alarms, registry, workflow
+from cloud.domain import alarms, commands, registry, remote_config, workflow
 from cloud.domain.registry import Resolver
 from cloud.ingest import deadletter
 from cloud.ingest.db_worker import DatabaseWorker
@@ -22,8 +22,10 @@ from contract.messages import (
     AlarmMessage,
     BirthMessage,
     CommandAck,
+    ConfigState,
     Envelope,
     EventMessage,
+    HealthMessage,
     InvalidMessage,
     StatusMessage,
     decode,
@@ -115,6 +117,7 @@ class ControlHandler(DatabaseWorker):
         now = self._clock.now()
         if isinstance(msg, BirthMessage):
             count = registry.record_birth(conn, site=site, gateway=gateway, birth=msg, now=now)
+            remote_config.record_running(conn, gateway=gateway, version=msg.config_version, at=msg.ts)
             self._resolver.forget_gateway(gateway)
             log.info("gateway %s/%s announced %d devices", site, gateway, count)
             return
@@ -126,9 +129,29 @@ class ControlHandler(DatabaseWorker):
         elif isinstance(msg, EventMessage):
             self._event(conn, site, gateway, msg, now)
         elif isinstance(msg, CommandAck):
+            self._command_ack(conn, site, gateway, msg, now)
+        elif isinstance(msg, HealthMessage):
+            registry.record_health(conn, gateway=gateway, health=msg)
+            if msg.config_version is not None:
+                remote_config.record_running(conn, gateway=gateway, version=msg.config_version, at=msg.ts)
+        elif isinstance(msg, ConfigState):
+            remote_config.record_state(conn, gateway=gateway, state=msg)
             self._record_event(
-                conn, site, gateway, None, msg.ts, now, "command_ack", msg.reason, msg.model_dump(mode="json")
+                conn, site, gateway, None, msg.ts, now, f"config_{msg.status}", msg.reason, msg.model_dump(mode="json")
             )
+            notify(conn, "config_state", {"gateway": gateway, "version": msg.version, "status": msg.status})
+
+    def _command_ack(self, conn: psycopg.Connection, site: str, gateway: str, msg: CommandAck, now: datetime) -> None:
+        """The command's final state; the answer itself is kept as a `command_ack` event, known command or not."""
+        outcome = commands.apply_ack(conn, gateway=gateway, ack=msg, now=now)
+        device_id = None
+        row = conn.execute("SELECT device_id, gateway_id FROM commands WHERE id = %s", (msg.command_id,)).fetchone()
+        if row is not None and row["gateway_id"] == gateway:
+            device_id = row["device_id"]
+        data = {**msg.model_dump(mode="json"), "outcome": outcome}
+        self._record_event(conn, site, gateway, device_id, msg.ts, now, "command_ack", msg.reason, data)
+        notify(conn, "command", {"command_id": str(msg.command_id), "status": msg.status, "outcome": outcome})
+        log.info("command %s on %s: %s (%s)", msg.command_id, gateway, msg.status, outcome)
 
     def _device(self, conn: psycopg.Connection, site: str, gateway: str, name: str) -> registry.DeviceRef:
         device_id = self._resolver.device_ids(site, gateway, {name})[name]

@@ -42,7 +42,11 @@ class IngestWorker:
         self.partitions = telemetry.Partitions()
         self.last_values = LastValues()
         self._stopped = threading.Event()
-        login = {"username": settings.mqtt_username, "password": settings.mqtt_password}
+        login = {
+            "username": settings.mqtt_username,
+            "password": settings.mqtt_password,
+            "ca_file": settings.mqtt_ca_file,
+        }
         self.telemetry_consumer = Consumer(
             url=settings.mqtt_url,
             client_id=settings.mqtt_client_id,

@@ -3,7 +3,7 @@ from typing import Annotated
 from fastapi import APIRouter, Depends, Query
 
 from cloud.api.deps import Conn, allow
-from cloud.api.schemas import DeadLetterOut, GatewayOut, SiteOut
+from cloud.api.schemas import DeadLetterOut, SiteOut
 from cloud.domain.access import STAFF, Principal, Role
 
 router = APIRouter(prefix="/api/v1", tags=["registry"])
@@ -17,19 +17,6 @@ def list_sites(conn: Conn, who: Staff) -> list[dict]:
            FROM sites s LEFT JOIN gateways g ON g.site_id = s.id
            WHERE %(all)s OR s.id = ANY(%(sites)s) GROUP BY s.id ORDER BY s.id""",
         {"all": who.site_ids is None, "sites": who.site_list() or []},
-    ).fetchall()
-
-
-@router.get("/gateways", response_model=list[GatewayOut])
-def list_gateways(conn: Conn, who: Staff, site: Annotated[str | None, Query(max_length=63)] = None) -> list[dict]:
-    """Gateways with their status (online, or offline from their last will) and device count."""
-    return conn.execute(
-        """SELECT g.id, g.site_id, g.name, g.version, g.status, g.status_reason, g.status_since,
-                  g.last_seen_at, g.last_birth_at, count(d.id) AS devices
-           FROM gateways g LEFT JOIN devices d ON d.gateway_id = g.id
-           WHERE (%(site)s::text IS NULL OR g.site_id = %(site)s) AND (%(all)s OR g.site_id = ANY(%(sites)s))
-           GROUP BY g.id ORDER BY g.site_id, g.id""",
-        {"site": site, "all": who.site_ids is None, "sites": who.site_list() or []},
     ).fetchall()
 
 
