@@ -1,8 +1,10 @@
 """The edge agent: read every device of the gateway config, judge alarms locally, send it all up.
 
 Pollers and the MQTT-device listener report to the agent (it is their `DeviceSink`); the agent
-evaluates the device's alarm rules on every reading, batches telemetry, and puts alarms and
-online/offline events in the outbox at once. Everything runs on one asyncio loop; paho's
+evaluates the device's alarm rules on every reading and hands readings, alarms and online/offline
+events to the durable outbox (edge/outbox.py), which packs readings into telemetry messages, keeps
+everything on disk until the broker has it, and paces the uplink. A health message goes out
+every `health_interval` seconds. Everything runs on one asyncio loop; paho's
 network threads only hand messages over to it.
 """
 
@@ -16,16 +18,22 @@ from types import TracebackType
 from contract.clock import Clock, SystemClock
 from contract.common import TicketKind
 from contract.gateway_config import DeviceConfig, LoadedGatewayConfig, load_gateway_config
-from contract.messages import AlarmMessage, BirthMessage, EventMessage, GatewayInfo, Reading, TelemetryBatch
+from contract.messages import (
+    AlarmMessage,
+    BirthMessage,
+    DeviceHealth,
+    EventMessage,
+    GatewayInfo,
+    HealthMessage,
+    Reading,
+)
 from contract.profiles import ModbusProfile, MqttProfile
 from contract.topics import Kind
-from edge.batcher import Batcher
-from edge.commands import CommandHandler, ModbusTarget
-from edge.drivers.modbus.bus import BusPool
+from edge.commands import CommandHandler
 from edge.drivers.modbus.poller import ModbusPoller
 from edge.drivers.mqtt_device.listener import MqttDeviceListener
 from edge.logs import configure_logging
-from edge.outbox import MemoryOutbox, Outbox
+from edge.outbox import DurableOutbox
 from edge.rules import DeviceRules, Transition
 from edge.settings import EdgeSettings, parse_mqtt_url
 from edge.uplink import Uplink, edge_version
@@ -69,30 +77,33 @@ class Agent:
             birth=self._birth,
             on_command=self._command_arrived,
             clock=self.clock,
+            # both lanes' windows, birth and status: paho never has to queue a message itself
+            max_inflight=2 * settings.outbox_window + 10,
         )
-        self.outbox: Outbox = MemoryOutbox(self.uplink)
         telemetry = self.config.telemetry
-        self.batcher = Batcher(telemetry.max_points, telemetry.max_delay, self.clock, self._send_batch)
-        #: One connection per Modbus line (TCP gateway or serial port), shared by the devices on it.
-        self.buses = BusPool(backoff_cap=backoff_cap)
+        self.outbox = DurableOutbox(
+            settings.outbox_file(self.config.gateway.id),
+            self.uplink,
+            self.clock,
+            max_points=telemetry.max_points,
+            max_delay=telemetry.max_delay,
+            max_bytes=settings.outbox_max_bytes,
+            max_age=settings.outbox_max_age,
+            drain_rate=settings.outbox_drain_rate,
+            window=settings.outbox_window,
+        )
+        self.uplink.on_ack = self.outbox.acked
+        self.uplink.on_connected = self.outbox.connected
+        self.uplink.on_disconnected = self.outbox.disconnected
+        self.commands = CommandHandler({n: self.loaded.profile_of(d) for n, d in self.devices.items()}, self.clock)
         self.pollers: dict[str, ModbusPoller] = {}
         mqtt_devices: list[tuple[DeviceConfig, MqttProfile]] = []
         for name, dev in self.devices.items():
             profile = self.loaded.profile_of(dev)
             if isinstance(profile, ModbusProfile):
-                assert dev.modbus is not None
-                bus = self.buses.bus_for(dev.modbus)
-                self.pollers[name] = ModbusPoller(
-                    dev, profile, self, bus=bus, clock=self.clock, backoff_cap=backoff_cap
-                )
+                self.pollers[name] = ModbusPoller(dev, profile, self, clock=self.clock, backoff_cap=backoff_cap)
             else:
                 mqtt_devices.append((dev, profile))
-        self.commands = CommandHandler(
-            {n: self.loaded.profile_of(d) for n, d in self.devices.items()},
-            self.clock,
-            targets={n: ModbusTarget(p.profile, p.address, p.bus) for n, p in self.pollers.items()},
-        )
-        self._command_tasks: set[asyncio.Task[None]] = set()
         self.listener: MqttDeviceListener | None = None
         if mqtt_devices:
             local = self.config.local_mqtt_url
@@ -102,8 +113,7 @@ class Agent:
             )
         self._tasks: list[asyncio.Task[None]] = []
         self._loop: asyncio.AbstractEventLoop | None = None
-        self._batch_started = asyncio.Event()
-        self.batches_sent = 0
+        self._started_at = self.clock.monotonic()
 
     # -- lifecycle -----------------------------------------------------------------------------
 
@@ -113,27 +123,24 @@ class Agent:
             "agent: site %s gateway %s, %d device(s) from %s",
             self.config.site.id, self.config.gateway.id, len(self.devices), self.loaded.path,
         )  # fmt: skip
+        self.outbox.start()
         self.uplink.start()
         for name, poller in self.pollers.items():
             self._tasks.append(asyncio.create_task(poller.run(), name=f"poll-{name}"))
         if self.listener is not None:
             await self.listener.start()
-        self._tasks.append(asyncio.create_task(self._flush_batches(), name="batcher"))
+        self._tasks.append(asyncio.create_task(self._report_health(), name="health"))
 
     async def stop(self, reason: str = "shutdown") -> None:
         """Stop polling, send what is batched, say offline, disconnect."""
-        # Commands first: a cancelled pulse still switches its coil off, and its ack goes out.
-        for task in self._command_tasks:
-            task.cancel()
-        await asyncio.gather(*self._command_tasks, return_exceptions=True)
         for task in self._tasks:
             task.cancel()
         await asyncio.gather(*self._tasks, return_exceptions=True)
         self._tasks.clear()
-        self.buses.close()
         if self.listener is not None:
             await self.listener.stop()
-        self.batcher.flush()
+        # staged readings into batches; what the broker has not acknowledged stays on disk
+        await asyncio.to_thread(self.outbox.close)
         await asyncio.to_thread(self.uplink.stop, reason)
         log.info("agent: stopped (%s)", reason)
 
@@ -154,10 +161,7 @@ class Agent:
                 self._send_alarm(transition, reading)
         except Exception:  # a fault here is ours, not the device's: keep polling, keep the telemetry
             log.exception("device %s: alarm rules failed on a reading", reading.device)
-        was_empty = self.batcher.pending_points == 0
-        self.batcher.add(reading)
-        if was_empty and self.batcher.pending_points:
-            self._batch_started.set()
+        self.outbox.add_reading(reading)
 
     def state(self, device: str, online: bool, reason: str) -> None:
         kind = "device_online" if online else "device_offline"
@@ -189,19 +193,39 @@ class Agent:
         )
         self.outbox.put(Kind.ALARM, alarm)
 
-    def _send_batch(self, batch: TelemetryBatch) -> None:
-        self.batches_sent += 1
-        self.outbox.put(Kind.TELEMETRY, batch)
-
-    async def _flush_batches(self) -> None:
-        while True:
-            due = self.batcher.due_in()
-            if due is None:
-                self._batch_started.clear()
-                await self._batch_started.wait()
+    def health(self) -> HealthMessage:
+        """The agent's own health: uptime, the outbox, and how polling each Modbus device goes."""
+        devices: list[DeviceHealth] = []
+        for name, poller in self.pollers.items():
+            report = getattr(poller, "health", None)
+            if callable(report):
+                devices.append(report())
                 continue
-            await asyncio.sleep(due)
-            self.batcher.flush_due()
+            ok, failed = poller.polls_ok, poller.polls_failed
+            devices.append(
+                DeviceHealth(
+                    device=name,
+                    online=poller.online,
+                    polls_ok=ok,
+                    polls_failed=failed,
+                    success_rate=ok / (ok + failed) if ok + failed else None,
+                )
+            )
+        return HealthMessage(
+            ts=self.clock.now(),
+            uptime_s=max(0.0, self.clock.monotonic() - self._started_at),
+            config_version=None,
+            outbox=self.outbox.health(),
+            devices=devices,
+        )
+
+    async def _report_health(self) -> None:
+        while True:
+            await asyncio.sleep(self.settings.health_interval)
+            try:
+                self.outbox.put(Kind.HEALTH, self.health())
+            except Exception:  # health is a report, never a reason to stop the agent
+                log.exception("agent: health report failed")
 
     def _command_arrived(self, payload: bytes) -> None:
         """On paho's thread: hand the command to the loop."""
@@ -209,17 +233,7 @@ class Agent:
             self._loop.call_soon_threadsafe(self._handle_command, payload)
 
     def _handle_command(self, payload: bytes) -> None:
-        """On the loop: run the command as a task of its own, so a write never holds up polling."""
-        task = asyncio.create_task(self._run_command(payload), name="command")
-        self._command_tasks.add(task)
-        task.add_done_callback(self._command_tasks.discard)
-
-    async def _run_command(self, payload: bytes) -> None:
-        try:
-            ack = await self.commands.execute(payload)
-        except Exception:  # ours, not the device's: log it; the cloud sees the command stay pending
-            log.exception("command failed unexpectedly")
-            return
+        ack = self.commands.handle(payload)
         if ack is not None:
             self.outbox.put(Kind.COMMAND_ACK, ack)
 

@@ -40,6 +40,47 @@ class EdgeSettings(BaseSettings):
     log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = Field(
         "INFO", validation_alias=AliasChoices("COMMUNITY_LOG_LEVEL", "LOG_LEVEL")
     )
+    state_dir: Path = Field(
+        Path("var/edge"),
+        validation_alias=AliasChoices("COMMUNITY_EDGE_STATE_DIR", "EDGE_STATE_DIR"),
+        description="Where the agent keeps what must survive a restart (the outbox).",
+    )
+    outbox_path: Path | None = Field(
+        None,
+        validation_alias=AliasChoices("COMMUNITY_OUTBOX_PATH", "OUTBOX_PATH"),
+        description="The outbox's SQLite file; unset: `state_dir/outbox-<gateway id>.sqlite3`.",
+    )
+    outbox_max_bytes: int = Field(
+        256 * 1024 * 1024,
+        ge=64 * 1024,
+        validation_alias=AliasChoices("COMMUNITY_OUTBOX_MAX_BYTES", "OUTBOX_MAX_BYTES"),
+        description="Payload bytes the outbox may hold; past it the oldest telemetry is dropped (and counted).",
+    )
+    outbox_max_age: float = Field(
+        7 * 24 * 3600.0,
+        gt=0,
+        validation_alias=AliasChoices("COMMUNITY_OUTBOX_MAX_AGE", "OUTBOX_MAX_AGE"),
+        description="Seconds a message may wait for the broker before it is dropped (and counted).",
+    )
+    outbox_drain_rate: float = Field(
+        200.0,
+        ge=0,
+        validation_alias=AliasChoices("COMMUNITY_OUTBOX_DRAIN_RATE", "OUTBOX_DRAIN_RATE"),
+        description="Backlog telemetry messages a second sent after a reconnect, beside live data; 0: no limit.",
+    )
+    outbox_window: int = Field(
+        100,
+        ge=1,
+        le=10_000,
+        validation_alias=AliasChoices("COMMUNITY_OUTBOX_WINDOW", "OUTBOX_WINDOW"),
+        description="Messages per lane handed to the MQTT client and not yet acknowledged (bounds its memory).",
+    )
+    health_interval: float = Field(
+        60.0,
+        gt=0,
+        validation_alias=AliasChoices("COMMUNITY_HEALTH_INTERVAL", "HEALTH_INTERVAL"),
+        description="Seconds between the agent's health messages.",
+    )
 
     @field_validator("mqtt_url")
     @classmethod
@@ -51,6 +92,10 @@ class EdgeSettings(BaseSettings):
     @classmethod
     def _upper(cls, value: object) -> object:
         return value.upper() if isinstance(value, str) else value
+
+    def outbox_file(self, gateway: str) -> Path:
+        """The outbox of `gateway`: the set path, or one per gateway id under the state folder."""
+        return self.outbox_path or self.state_dir / f"outbox-{gateway}.sqlite3"
 
     def uplink_endpoint(self) -> MqttEndpoint:
         """The uplink broker, with the login from the settings taking precedence over one in the URL."""

@@ -2,7 +2,10 @@
 
 Client id = gateway id with a persistent session (clean_session=False), so commands sent while
 the gateway is away wait for it at the broker, and QoS 1 messages not yet acknowledged are sent
-again after a reconnect. The last will is a retained `offline` status, so the cloud sees a dead
+again after a reconnect (paho keeps them and re-sends them itself; the outbox must not). The
+outbox (edge/outbox.py) decides what is handed to paho and when, so paho's queue stays within the
+outbox's window; `on_ack`, `on_connected` and `on_disconnected` tell it what happens on the wire.
+The last will is a retained `offline` status, so the cloud sees a dead
 gateway; every (re)connect publishes the retained birth and `online` status. paho runs the
 network in its own thread and reconnects by itself with backoff; `publish` is safe from any thread.
 """
@@ -25,10 +28,11 @@ log = logging.getLogger(__name__)
 QOS = 1
 #: Seconds between pings; the broker declares the gateway dead (and sends its will) after 1.5x.
 KEEPALIVE = 20
-#: QoS 1 messages on the wire before their acknowledgement (paho's default is 20). After an
-#: outage the backlog drains at about max_inflight / round-trip time: 100 over a 100 ms WAN
-#: link is 1,000 messages (50,000 points) a second, which the cloud can take; more would only
-#: grow what has to be sent twice after a connection breaks mid-stream.
+#: QoS 1 messages on the wire before their acknowledgement (paho's default is 20), when the
+#: caller does not say. The agent passes its outbox's lanes' windows plus room for birth and
+#: status, so that paho never holds a message back in its own queue. After an outage the
+#: backlog drains at about window / round-trip time: 100 over a 100 ms WAN link is 1,000
+#: messages (50,000 points) a second, which the cloud can take.
 MAX_INFLIGHT = 100
 #: Reconnect backoff (paho doubles the delay from the first to the second figure).
 RECONNECT_DELAY = (1, 30)
@@ -53,6 +57,7 @@ class Uplink:
         birth: Callable[[], BirthMessage],
         on_command: Callable[[bytes], None],
         clock: Clock,
+        max_inflight: int = MAX_INFLIGHT,
     ) -> None:
         self.endpoint = endpoint
         self.site = site
@@ -61,10 +66,15 @@ class Uplink:
         self._birth = birth
         self._on_command = on_command
         self.client = make_client(gateway, endpoint, clean_session=False)
-        self.client.max_inflight_messages_set(MAX_INFLIGHT)
-        # 0 = no limit. paho would otherwise drop messages silently once the queue is full; while
-        # the broker is away we keep everything in memory (a durable outbox is a later step).
+        self.client.max_inflight_messages_set(max_inflight)
+        # 0 = no limit: paho would otherwise refuse messages once its queue is full. Its queue is
+        # bounded by the outbox's window instead (plus birth and status of each connect).
         self.client.max_queued_messages_set(0)
+        #: Called on paho's thread: the broker acknowledged message `mid`; connected (after birth
+        #: and status went out); the connection is gone.
+        self.on_ack: Callable[[int], None] | None = None
+        self.on_connected: Callable[[], None] | None = None
+        self.on_disconnected: Callable[[], None] | None = None
         self.client.reconnect_delay_set(*RECONNECT_DELAY)
         self.client.on_connect = self._on_connect
         self.client.on_disconnect = self._on_disconnect
@@ -90,17 +100,19 @@ class Uplink:
         self.client.connect_async(self.endpoint.host, self.endpoint.port, keepalive=KEEPALIVE)
         self.client.loop_start()
 
-    def publish(self, kind: Kind, payload: bytes, *, retain: bool = False) -> None:
-        """Queue a message (QoS 1); paho sends it now or after the next connect."""
+    def publish(self, kind: Kind, payload: bytes, *, retain: bool = False) -> int | None:
+        """Queue a message (QoS 1); paho sends it now or after the next connect. Its MQTT message id,
+        which `on_ack` reports when the broker has it; None when paho refused it."""
         info = self.client.publish(self.topic(kind), payload, qos=QOS, retain=retain)
         if info.rc == mqtt.MQTT_ERR_QUEUE_SIZE:  # cannot happen with an unlimited queue; say so if it does
             log.error("uplink: paho refused a %s message: queue full", kind.value)
-            return
+            return None
         with self._lock:
             if info.mid in self._acked_early:
                 self._acked_early.discard(info.mid)
             else:
                 self._unacked.add(info.mid)
+        return info.mid
 
     def unacked(self) -> int:
         """Messages handed to paho and not yet acknowledged by the broker."""
@@ -118,9 +130,9 @@ class Uplink:
         status = StatusMessage(ts=self.clock.now(), state="offline", reason=reason)
         self.publish(Kind.STATUS, encode(status), retain=True)
         if self.connected.is_set() and not self.wait_delivered(timeout):
-            log.warning("uplink: %d message(s) not acknowledged at shutdown; they are lost", self.unacked())
+            log.warning("uplink: %d message(s) not acknowledged at shutdown; the outbox keeps them", self.unacked())
         elif not self.connected.is_set() and self.unacked():
-            log.warning("uplink: broker unreachable at shutdown; %d message(s) are lost", self.unacked())
+            log.warning("uplink: broker unreachable at shutdown; the outbox keeps %d message(s)", self.unacked())
         # loop first, then disconnect from this thread (see MqttDeviceListener._disconnect)
         self.client.loop_stop()
         self.client.disconnect()
@@ -145,9 +157,13 @@ class Uplink:
         self.publish(Kind.STATUS, encode(StatusMessage(ts=self.clock.now(), state="online")), retain=True)
         client.subscribe(self.topic(Kind.COMMAND), qos=QOS)
         self.connected.set()
+        if self.on_connected is not None:
+            self.on_connected()
 
     def _on_disconnect(self, _c: mqtt.Client, _u: object, _flags: object, reason: object, _p: object) -> None:
         self.connected.clear()
+        if self.on_disconnected is not None:
+            self.on_disconnected()
         if self._stopping:
             return
         log.warning("uplink: disconnected from %s (%s); reconnecting", where(self.endpoint), reason)
@@ -161,6 +177,8 @@ class Uplink:
                     self._lock.notify_all()
             else:
                 self._acked_early.add(mid)
+        if self.on_ack is not None:
+            self.on_ack(mid)
 
     def _on_command_message(self, _c: mqtt.Client, _u: object, message: mqtt.MQTTMessage) -> None:
         self._on_command(bytes(message.payload))
