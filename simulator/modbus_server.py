@@ -1,28 +1,35 @@
-"""Simulated Modbus TCP devices: pymodbus servers whose registers follow a device profile.
+"""Simulated Modbus devices: pymodbus servers (TCP, or RTU on a serial line) whose registers follow a profile.
 
 Each device keeps its registers in the profile's layout (values written with the edge's own
 codec); a pymodbus `SimDevice` action copies them into the server's memory on every request
 and takes client writes back, so a test can `set("pump-1", "fault_code", 3)` and the next poll
 sees it. Devices sharing a host and port sit behind one server under their unit ids, as serial
-devices sit behind a Modbus TCP gateway. A device told to stop answering leaves requests
-unanswered, as a dead device behind a gateway does, until it is told to answer again.
+devices sit behind a Modbus TCP gateway. Devices with a `serial` address are served in Modbus RTU on
+that line, several unit ids on one line; when the path does not exist, the simulator makes a
+virtual line (`serial_line.VirtualSerialLine`) and links the path to its agent-side end. A device
+told to stop answering leaves requests unanswered, as a dead device does, until it is told to
+answer again; on a serial line a unit nobody simulates stays silent too.
 """
 
 import asyncio
 import contextlib
 import ipaddress
 import logging
+import stat
 from collections.abc import Iterable, Sequence
+from pathlib import Path
 from types import TracebackType
 
+from pymodbus import FramerType
 from pymodbus.constants import ExcCodes
-from pymodbus.server import ModbusTcpServer
+from pymodbus.server import ModbusSerialServer, ModbusTcpServer
 from pymodbus.simulator import DataType, SimData, SimDevice
 
 from contract.common import Value
-from contract.gateway_config import LoadedGatewayConfig
+from contract.gateway_config import LoadedGatewayConfig, ModbusAddress
 from contract.profiles import BIT_TABLES, ModbusMetric, ModbusProfile, Table
 from edge.drivers.modbus.codec import decode, encode, orders
+from simulator.serial_line import VirtualSerialLine
 
 log = logging.getLogger(__name__)
 
@@ -212,26 +219,93 @@ class SimulatedModbusServer:
             self._server = None
 
 
+class SimulatedModbusSerialServer:
+    """Modbus RTU on one serial line, the devices on it answering to their unit ids.
+
+    `line` is the agent's side of the line (a gateway config's `serial` path). When that path is
+    not an existing terminal, a virtual line is made: `line` becomes a symlink to one end and the
+    server listens on the other. An existing terminal (a USB-RS485 adapter wired to the gateway's)
+    is served directly. Framing (baud rate, parity, ...) is the address's.
+    """
+
+    def __init__(self, line: ModbusAddress, devices: Sequence[SimulatedModbusDevice]) -> None:
+        assert line.serial is not None
+        self.line = line
+        self.path = line.serial
+        self.devices = list(devices)
+        self.virtual: VirtualSerialLine | None = None
+        self._server: ModbusSerialServer | None = None
+
+    async def start(self) -> None:
+        port = self.path
+        if not _is_terminal(Path(self.path)):
+            self.virtual = VirtualSerialLine(link_a=self.path).start()
+            port = self.virtual.b_path
+        self._server = ModbusSerialServer(
+            [d.sim_device() for d in self.devices],
+            framer=FramerType.RTU,
+            port=port,
+            baudrate=self.line.baudrate,
+            bytesize=self.line.bytesize,
+            parity=self.line.parity,
+            stopbits=self.line.stopbits,
+            ignore_missing_devices=True,  # an RTU unit that is not there is silent, not an exception
+        )
+        await self._server.serve_forever(background=True)
+        units = ", ".join(f"{d.name}@{d.unit}" for d in self.devices)
+        how = f"virtual line, server end {port}" if self.virtual else "terminal"
+        log.info("simulated Modbus RTU on %s (%s; %s)", self.path, how, units)
+
+    async def stop(self) -> None:
+        if self._server is not None:
+            for device in self.devices:
+                device.start_answering()
+            await self._server.shutdown()
+            self._server = None
+        if self.virtual is not None:
+            self.virtual.stop()
+            self.virtual = None
+
+
+def _is_terminal(path: Path) -> bool:
+    """An existing character device that is not a leftover link of ours."""
+    if path.is_symlink() and not path.exists():
+        return False
+    try:
+        return stat.S_ISCHR(path.stat().st_mode) and not path.is_symlink()
+    except OSError:
+        return False
+
+
 class ModbusSimulation:
-    """The Modbus devices of a gateway config that live on loopback, served by pymodbus."""
+    """The Modbus devices of a gateway config that live on loopback or a serial line, served by pymodbus."""
 
     def __init__(self, gateway: LoadedGatewayConfig, *, only: Iterable[str] | None = None) -> None:
         wanted = set(only) if only is not None else None
         self.devices: dict[str, SimulatedModbusDevice] = {}
         by_port: dict[tuple[str, int], list[SimulatedModbusDevice]] = {}
+        by_line: dict[str, tuple[ModbusAddress, list[SimulatedModbusDevice]]] = {}
         for config in gateway.config.devices:
             profile = gateway.profile_of(config)
             if config.modbus is None or not isinstance(profile, ModbusProfile):
                 continue
             if wanted is not None and config.name not in wanted:
                 continue
-            if not is_loopback(config.modbus.host):
-                log.info("device %s is at %s, not on loopback: not simulated", config.name, config.modbus.host)
+            address = config.modbus
+            if address.serial is not None:
+                device = SimulatedModbusDevice(config.name, address.unit, profile)
+                by_line.setdefault(address.serial, (address, []))[1].append(device)
+            elif address.host is not None and is_loopback(address.host):
+                device = SimulatedModbusDevice(config.name, address.unit, profile)
+                by_port.setdefault((address.host, address.port), []).append(device)
+            else:
+                log.info("device %s is at %s, not on loopback: not simulated", config.name, address.host)
                 continue
-            device = SimulatedModbusDevice(config.name, config.modbus.unit, profile)
             self.devices[config.name] = device
-            by_port.setdefault((config.modbus.host, config.modbus.port), []).append(device)
-        self.servers = [SimulatedModbusServer(host, port, devs) for (host, port), devs in by_port.items()]
+        self.servers: list[SimulatedModbusServer | SimulatedModbusSerialServer] = [
+            SimulatedModbusServer(host, port, devs) for (host, port), devs in by_port.items()
+        ]
+        self.servers += [SimulatedModbusSerialServer(line, devs) for line, devs in by_line.values()]
 
     def device(self, name: str) -> SimulatedModbusDevice:
         try:
