@@ -106,6 +106,7 @@ class DurableOutbox:
         max_age: float = 7 * 24 * 3600.0,
         drain_rate: float = 200.0,
         window: int = 100,
+        age_check: float = _AGE_CHECK,
     ) -> None:
         if max_points < 1 or window < 1:
             raise ValueError("max_points and window must be at least 1")
@@ -118,6 +119,7 @@ class DurableOutbox:
         self.max_age = max_age
         self.drain_rate = drain_rate
         self.window = window
+        self.age_check = age_check
         self._db = self._open(self.path)
         self._events: queue.Queue[tuple] = queue.Queue()
         self._thread: threading.Thread | None = None
@@ -403,7 +405,7 @@ class DurableOutbox:
             for lane in (TELEMETRY, CONTROL):
                 self._drop_oldest(lane, lambda: self._bytes > self.max_bytes)
         now = time.monotonic()
-        if now - self._age_checked >= _AGE_CHECK:
+        if now - self._age_checked >= self.age_check:
             self._age_checked = now
             cutoff = self.clock.now().timestamp() - self.max_age
             oldest = self._query_oldest()
