@@ -76,6 +76,7 @@ class Downlink(threading.Thread):
         self._stop_event.set()
         self._wake.set()
         self.join(10)
+        self.connected.clear()
         self.client.disconnect()
         self.client.loop_stop()
 
