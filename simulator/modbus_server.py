@@ -203,13 +203,21 @@ class SimulatedModbusServer:
         self.host = host
         self.port = port
         self.devices = list(devices)
+        #: Client connections accepted so far (devices sharing a bus share one).
+        self.connections = 0
         self._server: ModbusTcpServer | None = None
 
     async def start(self) -> None:
-        self._server = ModbusTcpServer([d.sim_device() for d in self.devices], address=(self.host, self.port))
+        self._server = ModbusTcpServer(
+            [d.sim_device() for d in self.devices], address=(self.host, self.port), trace_connect=self._connected
+        )
         await self._server.serve_forever(background=True)
         units = ", ".join(f"{d.name}@{d.unit}" for d in self.devices)
         log.info("simulated Modbus server on %s:%d (%s)", self.host, self.port, units)
+
+    def _connected(self, up: bool) -> None:
+        if up:
+            self.connections += 1
 
     async def stop(self) -> None:
         if self._server is not None:
