@@ -242,6 +242,7 @@ class SimulatedModbusSerialServer:
         self.path = line.serial
         self.devices = list(devices)
         self.virtual: VirtualSerialLine | None = None
+        self._units: set[int] = set()
         self._server: ModbusSerialServer | None = None
 
     async def start(self) -> None:
@@ -249,20 +250,31 @@ class SimulatedModbusSerialServer:
         if not _is_terminal(Path(self.path)):
             self.virtual = VirtualSerialLine(link_a=self.path).start()
             port = self.virtual.b_path
+        units = {d.unit for d in self.devices}
+        sim_devices = [d.sim_device() for d in self.devices]
+        if 0 not in units:  # pymodbus answers unknown units from device 0; this one's answers are dropped
+            sim_devices.append(_catch_all())
+        self._units = units
         self._server = ModbusSerialServer(
-            [d.sim_device() for d in self.devices],
+            sim_devices,
             framer=FramerType.RTU,
             port=port,
             baudrate=self.line.baudrate,
             bytesize=self.line.bytesize,
             parity=self.line.parity,
             stopbits=self.line.stopbits,
-            ignore_missing_devices=True,  # an RTU unit that is not there is silent, not an exception
+            trace_packet=self._only_our_units,
         )
         await self._server.serve_forever(background=True)
-        units = ", ".join(f"{d.name}@{d.unit}" for d in self.devices)
+        names = ", ".join(f"{d.name}@{d.unit}" for d in self.devices)
         how = f"virtual line, server end {port}" if self.virtual else "terminal"
-        log.info("simulated Modbus RTU on %s (%s; %s)", self.path, how, units)
+        log.info("simulated Modbus RTU on %s (%s; %s)", self.path, how, names)
+
+    def _only_our_units(self, sending: bool, packet: bytes) -> bytes:
+        """On a serial line a unit that is not there is silent: drop answers in the name of others."""
+        if sending and packet and packet[0] not in self._units:
+            return b""
+        return packet
 
     async def stop(self) -> None:
         if self._server is not None:
@@ -273,6 +285,13 @@ class SimulatedModbusSerialServer:
         if self.virtual is not None:
             self.virtual.stop()
             self.virtual = None
+
+
+def _catch_all() -> SimDevice:
+    """Device 0, which pymodbus's simulator answers for every unit id it does not know."""
+    bits = SimData(0, count=16, values=False, datatype=DataType.BITS)
+    registers = SimData(0, count=1, values=0, datatype=DataType.REGISTERS)
+    return SimDevice(id=0, simdata=([bits], [bits], [registers], [registers]))
 
 
 def _is_terminal(path: Path) -> bool:
