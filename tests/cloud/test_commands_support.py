@@ -49,6 +49,7 @@ class FieldGateway:
         client_id: str | None = None,
         clean_session: bool = True,
         subscribe: bool = True,
+        tls_ca: str | None = None,
     ) -> None:
         self.site, self.gateway = site, gateway
         endpoint = parse_mqtt_url(mqtt_url)
@@ -60,6 +61,8 @@ class FieldGateway:
         )
         if username is not None:
             self.client.username_pw_set(username, password)
+        if endpoint.tls:
+            self.client.tls_set(ca_certs=tls_ca)
         self.received: queue.Queue[tuple[str, bytes, bool]] = queue.Queue()
         self.connect_reason: Any = None
         self._connack = threading.Event()
