@@ -79,6 +79,7 @@ class Agent:
             clock=self.clock,
             # both lanes' windows, birth and status: paho never has to queue a message itself
             max_inflight=2 * settings.outbox_window + 10,
+            reconnect_max_delay=settings.reconnect_max_delay,
         )
         telemetry = self.config.telemetry
         self.outbox = DurableOutbox(
@@ -244,7 +245,7 @@ async def _run_until_signalled(settings: EdgeSettings) -> None:
     for sig in (signal.SIGINT, signal.SIGTERM):
         with contextlib.suppress(NotImplementedError):  # not on Windows
             loop.add_signal_handler(sig, stop.set)
-    async with Agent(settings):
+    async with Agent(settings, backoff_cap=settings.reconnect_max_delay):
         await stop.wait()
 
 

@@ -75,6 +75,13 @@ class EdgeSettings(BaseSettings):
         validation_alias=AliasChoices("COMMUNITY_OUTBOX_WINDOW", "OUTBOX_WINDOW"),
         description="Messages per lane handed to the MQTT client and not yet acknowledged (bounds its memory).",
     )
+    reconnect_max_delay: float = Field(
+        30.0,
+        ge=1,
+        le=3600,
+        validation_alias=AliasChoices("COMMUNITY_RECONNECT_MAX_DELAY", "RECONNECT_MAX_DELAY"),
+        description="Seconds at most between reconnection attempts, to the broker and to each Modbus device.",
+    )
     health_interval: float = Field(
         60.0,
         gt=0,

@@ -58,6 +58,7 @@ class Uplink:
         on_command: Callable[[bytes], None],
         clock: Clock,
         max_inflight: int = MAX_INFLIGHT,
+        reconnect_max_delay: float = RECONNECT_DELAY[1],
     ) -> None:
         self.endpoint = endpoint
         self.site = site
@@ -75,7 +76,7 @@ class Uplink:
         self.on_ack: Callable[[int], None] | None = None
         self.on_connected: Callable[[], None] | None = None
         self.on_disconnected: Callable[[], None] | None = None
-        self.client.reconnect_delay_set(*RECONNECT_DELAY)
+        self.client.reconnect_delay_set(RECONNECT_DELAY[0], max(RECONNECT_DELAY[0], round(reconnect_max_delay)))
         self.client.on_connect = self._on_connect
         self.client.on_disconnect = self._on_disconnect
         self.client.on_publish = self._on_publish
