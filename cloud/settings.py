@@ -42,6 +42,7 @@ class CloudSettings(BaseSettings):
     #: The dynamic-security admin login (a client with a role that may publish to
     #: `$CONTROL/dynamic-security/#`); the broker is that of `mqtt_url`.
     broker_admin_username: str = "cloud-admin"
+    #: The admin login's password; required with `dynsec`.
     broker_admin_password: SecretStr | None = None
     #: Seconds to wait for the broker's answer to a dynamic-security command.
     broker_admin_timeout_seconds: float = Field(default=10.0, gt=0, le=120)
