@@ -132,6 +132,7 @@ class DurableOutbox:
         self._tokens = 0.0
         self._tokens_at = time.monotonic()
         self._by_mid: dict[int, _InFlight] = {}
+        self._done: list[_InFlight] = []  # acknowledged, deleted by the next transaction
         self._in_window: set[int] = set()
         self._in_flight = [0, 0]
         self._staged_points = 0
@@ -160,16 +161,21 @@ class DurableOutbox:
             raise RuntimeError(f"outbox {path}: cannot open ({exc})") from exc
         return db
 
-    def _recover(self) -> None:
-        """Figures of what a previous run left; staged readings are due at once."""
+    def _recount(self) -> tuple[int, int, int]:
+        """The figures as the file has them: messages, their bytes, staged points, drop counters."""
         db = self._db
         depth, size = db.execute("SELECT count(*), coalesce(sum(length(payload)), 0) FROM messages").fetchone()
         staged = db.execute("SELECT coalesce(sum(points), 0) FROM readings").fetchone()[0]
         counters = dict(db.execute("SELECT name, value FROM counters").fetchall())
-        self._depth, self._bytes = depth, size
-        self._dropped_messages = counters.get("dropped_messages", 0)
-        self._dropped_points = counters.get("dropped_points", 0)
-        self._staged_points = staged
+        with self._cond:
+            self._depth, self._bytes, self._staged_points = depth, size, staged
+            self._dropped_messages = counters.get("dropped_messages", 0)
+            self._dropped_points = counters.get("dropped_points", 0)
+        return depth, size, staged
+
+    def _recover(self) -> None:
+        """Figures of what a previous run left; staged readings are due at once."""
+        depth, size, staged = self._recount()
         if staged:
             self._staged_since = time.monotonic() - self.max_delay
         self._oldest_made = self._query_oldest()
@@ -227,6 +233,10 @@ class DurableOutbox:
         with self._cond:
             return self._cond.wait_for(lambda: self._depth == 0 and self._staged_points == 0, timeout)
 
+    def queued(self) -> int:
+        """Events taken and not yet applied by the writer thread (what a fast producer may wait on)."""
+        return self._events.qsize()
+
     def in_window(self) -> int:
         """Messages handed to paho and not yet acknowledged (at most `window` per lane)."""
         with self._cond:
@@ -256,10 +266,12 @@ class DurableOutbox:
 
     def _run(self) -> None:
         stop_at: float | None = None
+        retry: list[tuple] = []
         while True:
-            events: list[tuple] = []
+            events, retry = retry, []
             try:
-                events.append(self._events.get(timeout=self._next_wake() if stop_at is None else 0.05))
+                if not events:
+                    events.append(self._events.get(timeout=self._next_wake() if stop_at is None else 0.05))
                 while len(events) < _GROUP:
                     events.append(self._events.get_nowait())
             except queue.Empty:
@@ -270,12 +282,13 @@ class DurableOutbox:
             try:
                 self._step(events, stopping=stop_at is not None)
             except sqlite3.Error:
-                # The file is what makes messages durable: without it, say so loudly and retry the
-                # step (the events are lost only if the process dies meanwhile).
+                # The file is what makes messages durable (a full disk, say): log it loudly and retry
+                # the same events first (they are lost only if the process dies meanwhile). The
+                # transaction was rolled back, so the figures are read again from the file.
                 log.exception("outbox %s: write failed; retrying in 1 s", self.path)
+                self._recount()
                 time.sleep(1.0)
-                for event in events:
-                    self._events.put(event)
+                retry = [event for event in events if event[0] != "ack"]  # acks wait in _done
                 continue
             waiting = any(self._in_flight) and self._connected
             if stop_at is not None and (not waiting or time.monotonic() >= stop_at):
@@ -300,12 +313,18 @@ class DurableOutbox:
         try:
             for event in events:
                 self._apply(event)
+            for entry in self._done:  # acknowledged: gone
+                if db.execute("DELETE FROM messages WHERE seq = ?", (entry.seq,)).rowcount:
+                    with self._cond:
+                        self._depth -= 1
+                        self._bytes -= entry.size
             self._pack(force=stopping)
             self._enforce_bounds()
             db.execute("COMMIT")
         except BaseException:
             db.execute("ROLLBACK")
             raise
+        self._done.clear()
         oldest = self._query_oldest()
         with self._cond:
             self._oldest_made = oldest
@@ -330,11 +349,9 @@ class DurableOutbox:
             entry = self._by_mid.pop(event[1], None)
             if entry is not None:
                 self._in_window.discard(entry.seq)
-                self._in_flight[entry.lane] -= 1
-                if self._db.execute("DELETE FROM messages WHERE seq = ?", (entry.seq,)).rowcount:
-                    with self._cond:
-                        self._depth -= 1
-                        self._bytes -= entry.size
+                with self._cond:
+                    self._in_flight[entry.lane] -= 1
+                self._done.append(entry)
         elif what == "connected":
             self._connected = True
             self._boundary = self._db.execute("SELECT coalesce(max(seq), 0) FROM messages").fetchone()[0]
