@@ -32,6 +32,14 @@ MATRIX: list[tuple[str, str, set[str], object]] = [
     ("POST", "/api/v1/sites", ADMIN, {"id": "new-site", "name": "New", "timezone": "UTC"}),
     ("PATCH", "/api/v1/sites/{site_id}", MANAGEMENT, {"name": "Sunny Gardens"}),
     ("GET", "/api/v1/gateways", STAFF, None),
+    ("GET", "/api/v1/gateways/{gateway_id}", STAFF, None),
+    ("POST", "/api/v1/gateways", ADMIN, {"id": "gw-matrix", "site": "estate-a"}),
+    ("POST", "/api/v1/gateways/{gateway_id}/credentials", ADMIN, None),
+    ("PUT", "/api/v1/gateways/{gateway_id}/config", ADMIN, {"devices": []}),
+    ("GET", "/api/v1/gateways/{gateway_id}/config", ADMIN, None),
+    ("POST", "/api/v1/devices/{device_id}/commands", STAFF, {"command": "open_door"}),
+    ("GET", "/api/v1/devices/{device_id}/commands", STAFF, None),
+    ("GET", "/api/v1/commands/{command_id}", STAFF, None),
     ("GET", "/api/v1/dead-letters", ADMIN, None),
     ("GET", "/api/v1/buildings", ALL, None),
     ("POST", "/api/v1/buildings", MANAGEMENT, {"site_id": "estate-a", "code": "9", "name": "Nine"}),
@@ -135,6 +143,8 @@ def _fill(path: str, world: World, number: str) -> str:
         "notification_id": "1",
         "followup_id": "1",
         "attachment_id": "00000000-0000-4000-8000-000000000000",
+        "gateway_id": "gw-nowhere",
+        "command_id": "00000000-0000-4000-8000-000000000000",
     }
     for key, value in values.items():
         path = path.replace("{" + key + "}", value)
