@@ -27,7 +27,9 @@ telemetry is left); messages older than `max_age` go too. What is dropped is cou
 telemetry points) in `counters`, logged, and reported in the agent's health.
 """
 
+import fcntl
 import logging
+import os
 import queue
 import sqlite3
 import threading
@@ -117,6 +119,7 @@ class DurableOutbox:
         self.window = window
         self.age_check = age_check
         self._db = self._open(self.path)
+        self._lock = self._take_lock(self.path)
         self._events: queue.Queue[tuple] = queue.Queue()
         self._thread: threading.Thread | None = None
         self._closed = False
@@ -156,6 +159,17 @@ class DurableOutbox:
         except (OSError, sqlite3.Error) as exc:
             raise RuntimeError(f"outbox {path}: cannot open ({exc})") from exc
         return db
+
+    def _take_lock(self, path: Path) -> int:
+        """One agent per outbox file: a second would send and delete the first one's messages."""
+        fd = os.open(f"{path}.lock", os.O_RDWR | os.O_CREAT, 0o644)
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            os.close(fd)
+            self._db.close()
+            raise RuntimeError(f"outbox {path}: in use by another agent (one file per gateway)") from None
+        return fd
 
     def _recount(self) -> tuple[int, int, int]:
         """The figures as the file has them: messages, their bytes, staged points, drop counters."""
@@ -250,6 +264,7 @@ class DurableOutbox:
             self._events.put(("stop", time.monotonic() + timeout))
             self._thread.join(timeout + 10)
         self._db.close()
+        os.close(self._lock)  # releases the lock
 
     def _offer(self, event: tuple) -> None:
         if self._closed:  # only during shutdown: a command's ack racing the stop, say

@@ -95,7 +95,8 @@ def test_readings_are_staged_on_disk_and_left_ones_become_a_batch_after_a_restar
         outbox.add_reading(Reading(device="meter", ts=datetime.now(UTC), values={f"m{j}": float(i) for j in range(10)}))
     assert [p for (p,) in rows(path, "SELECT points FROM messages ORDER BY seq")] == [25, 25]
     assert sum(p for (p,) in rows(path, "SELECT points FROM readings")) == 20
-    # the process dies here (no close): the staged readings are in the file
+    # the process dies here: an outbox whose thread never ran packs nothing on close, as after a kill
+    outbox.close()
     again = DurableOutbox(path, uplink_for("mqtt://127.0.0.1:1"), SystemClock(), max_points=25, max_delay=3600)
     again.add_reading(Reading(device="meter", ts=datetime.now(UTC), values={"x": 1.0}))  # any step packs what is due
     points = [p for (p,) in rows(path, "SELECT points FROM messages ORDER BY seq")]
@@ -145,6 +146,15 @@ def test_the_age_bound_drops_what_waited_too_long(tmp_path: Path) -> None:
     assert (health.depth, health.dropped_messages, health.dropped_points) == (2, 3, 30)
     assert health.oldest_age_s == 1801
     outbox.close()
+
+
+def test_one_agent_per_outbox_file(tmp_path: Path) -> None:
+    path = tmp_path / "outbox.sqlite3"
+    first = DurableOutbox(path, uplink_for("mqtt://127.0.0.1:1"), SystemClock())
+    with pytest.raises(RuntimeError, match=r"outbox .*outbox\.sqlite3: in use by another agent"):
+        DurableOutbox(path, uplink_for("mqtt://127.0.0.1:1"), SystemClock())
+    first.close()
+    DurableOutbox(path, uplink_for("mqtt://127.0.0.1:1"), SystemClock()).close()  # free again
 
 
 def test_a_broken_outbox_path_is_refused_with_the_path(tmp_path: Path) -> None:
