@@ -49,6 +49,7 @@ class Downlink(threading.Thread):
         self._stop_event = threading.Event()
         #: messages the broker acknowledged, since start (for tests and logs)
         self.published = 0
+        self._network = False
 
     def _on_connect(self, _c: mqtt.Client, _u: object, _f: object, reason: object, _p: object) -> None:
         if getattr(reason, "is_failure", False):
@@ -63,10 +64,20 @@ class Downlink(threading.Thread):
             log.warning("API publisher lost its MQTT connection (%s); reconnecting", reason)
         self.connected.clear()
 
-    def start(self) -> None:
-        self.client.connect_async(self.endpoint.host, self.endpoint.port, keepalive=30)
+    def _first_connection(self) -> bool:
+        """Connect once from this thread; from then on paho's network thread reconnects by itself.
+
+        Until the broker has answered once there is no network thread, so an API that never
+        reaches its broker (or stops before it does) stops at once.
+        """
+        try:
+            self.client.connect(self.endpoint.host, self.endpoint.port, keepalive=30)
+        except OSError as exc:
+            log.debug("API publisher cannot reach MQTT %s:%s yet: %s", self.endpoint.host, self.endpoint.port, exc)
+            return False
         self.client.loop_start()
-        super().start()
+        self._network = True
+        return True
 
     def wake(self) -> None:
         """Something new to send: look now rather than at the next retry."""
@@ -75,12 +86,15 @@ class Downlink(threading.Thread):
     def stop(self) -> None:
         self._stop_event.set()
         self._wake.set()
-        self.join(10)
-        self.connected.clear()
-        self.client.disconnect()
-        self.client.loop_stop()
+        self.join(15)
+        if self._network:
+            self.connected.clear()
+            self.client.disconnect()
+            self.client.loop_stop()
 
     def run(self) -> None:
+        while not self._stop_event.is_set() and not self._first_connection():
+            self._stop_event.wait(self.retry_seconds)
         while not self._stop_event.is_set():
             self._wake.wait(self.retry_seconds)
             self._wake.clear()

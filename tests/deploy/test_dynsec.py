@@ -23,8 +23,10 @@ from paho.mqtt.enums import CallbackAPIVersion
 from cloud.broker_admin import initial_config
 from community.broker import MosquittoProcess
 from contract import messages, topics
+from contract.urls import parse_mqtt_url
 from tests.cloud.stack import api_client, count, running_ingest, settings_for, wait_for
 from tests.cloud.test_commands_support import DOOR_COMMANDS, FieldGateway
+from tests.deploy import support
 
 PLUGINS = [
     Path("/usr/lib/x86_64-linux-gnu/mosquitto_dynamic_security.so"),
@@ -267,3 +269,15 @@ def test_a_broker_that_refuses_the_admin_leaves_nothing_registered(dynsec: Dynse
         resp = admin.post("/api/v1/gateways", json={"id": "gw-d", "site": site})
         assert resp.status_code == 503 and "refused the admin login" in resp.json()["error"]
         assert admin.get("/api/v1/gateways/gw-d").status_code == 404
+
+
+def test_the_compose_acl_lets_the_cloud_push_configurations_and_gateways_read_their_own() -> None:
+    """docker-compose keeps the password file and ACL (COMMUNITY_BROKER_ADMIN=none); it must carry configurations."""
+    rules = support.acl_rules()
+    cloud = parse_mqtt_url(support.environment(support.load_compose()["services"]["cloud"])["MQTT_URL"]).username
+    assert cloud is not None
+    assert support.acl_allows(rules, cloud, topics.topic("estate-a", "gw-a", topics.Kind.CONFIG), "write")
+    for kind in (topics.Kind.HEALTH, topics.Kind.CONFIG_STATE):
+        assert support.acl_allows(rules, cloud, topics.cloud_subscription(kind), "read")
+    assert support.acl_allows(rules, "gw-a", topics.topic("estate-a", "gw-a", topics.Kind.CONFIG), "read")
+    assert not support.acl_allows(rules, "gw-a", topics.topic("estate-a", "gw-b", topics.Kind.CONFIG), "read")
