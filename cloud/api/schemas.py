@@ -37,6 +37,8 @@ class DeviceOut(BaseModel):
     last_seen_at: datetime | None
     announced: bool
     metrics: list[dict[str, Any]]
+    #: the commands its profile defines (name, description, params with type and limits, roles), from the birth
+    commands: list[dict[str, Any]] = []
     last_values: dict[str, MetricValue]
 
 

@@ -29,6 +29,9 @@ def site(database_url, mqtt_url, unique_id):
 def test_a_command_reaches_the_gateway_and_its_ack_settles_it(site, database_url):
     settings, gw, admin = site
     door = device_id(admin, gw.site, "door-a1")
+    announced = admin.get(f"/api/v1/devices/{door}").json()["commands"]
+    assert [c["name"] for c in announced] == ["open_door", "set_pressure", "set_speed", "enable"]
+    assert announced[1]["params"] == [{"name": "pressure", "type": "number", "min": 1.0, "max": 6.0, "unit": "bar"}]
     resp = admin.post(f"/api/v1/devices/{door}/commands", json={"command": "set_pressure", "params": {"pressure": 3.5}})
     assert resp.status_code == 202, resp.text
     command = resp.json()

@@ -17,7 +17,7 @@ Staff = Annotated[Principal, Depends(allow(*STAFF))]
 _DEVICE_SQL = """
     SELECT d.id, d.name, g.site_id, d.gateway_id, g.status AS gateway_status, d.profile, d.protocol, d.model,
            d.building, d.floor, d.room, d.online, d.online_changed_at, d.last_seen_at, d.announced,
-           d.metrics, d.last_values
+           d.metrics, d.commands, d.last_values
     FROM devices d JOIN gateways g ON g.id = d.gateway_id
 """
 
