@@ -101,7 +101,8 @@ class ModbusBus:
             client = await self._connected(timeout)
             self.requests += 1
             try:
-                response = await asyncio.wait_for(getattr(client, method)(*args, device_id=unit, **kwargs), timeout)
+                async with asyncio.timeout(timeout):
+                    response = await getattr(client, method)(*args, device_id=unit, **kwargs)
             except TimeoutError:
                 self._silent_in_a_row += 1
                 # Every unit on the line got its chance and none answered: the line may be dead
@@ -114,6 +115,7 @@ class ModbusBus:
                 raise BusDown(f"connection to {self.where} lost: {exc}") from None
             except ModbusException as exc:
                 raise BusError(str(exc)) from None
+            _raise_if_cancelled()
             self._silent_in_a_row = 0
             return response
 
@@ -128,9 +130,11 @@ class ModbusBus:
         client = self._make_client()
         self._client = client
         try:
-            connected = await asyncio.wait_for(client.connect(), timeout)
+            async with asyncio.timeout(timeout):
+                connected = await client.connect()
         except (TimeoutError, OSError):
             connected = False
+        _raise_if_cancelled()
         if not connected:
             self.close()
             self._connect_failures += 1
@@ -209,6 +213,18 @@ class BusPool:
     @property
     def requests(self) -> int:
         return sum(b.requests for b in self.buses.values())
+
+
+def _raise_if_cancelled() -> None:
+    """Deliver a cancellation that pymodbus swallowed.
+
+    pymodbus waits with `asyncio.wait_for`, which in Python 3.11 returns the result instead of
+    raising when the answer and our cancellation arrive together; the task would then poll on
+    and never stop.
+    """
+    task = asyncio.current_task()
+    if task is not None and task.cancelling():
+        raise asyncio.CancelledError
 
 
 def _framing(a: ModbusAddress) -> str:
