@@ -30,6 +30,7 @@ bench: $(STAMP)
 	$(BIN)/python bench/ingest_throughput.py
 	$(BIN)/python bench/alarm_to_ticket.py
 	$(BIN)/python bench/ticket_api.py
+	$(BIN)/python bench/edge_polling.py
 	$(BIN)/python bench/edge_outbox.py
 
 lint: $(STAMP)
