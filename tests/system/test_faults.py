@@ -331,6 +331,19 @@ def test_agent_sigkill_loses_nothing_read_and_doubles_nothing(stack: Stack) -> N
         stack.agent.kill()
         stack.agent.start()
     wait_for(stack.stored_at_least(20 * (kills + 1)), what="telemetry flowing after the restarts")
+    # Once more while the broker is frozen (SIGSTOP): what the agent handed to paho is on the wire
+    # and unacknowledged at the kill, so only the outbox file still has it.
+    kills += 1
+    assert stack.broker.proc is not None
+    stack.broker.proc.send_signal(signal.SIGSTOP)
+    try:
+        depth = stack.outbox_depth()
+        wait_for(lambda: stack.outbox_depth() >= depth + 5, what="messages waiting for PUBACKs")
+        stack.agent.kill()
+        stack.agent.start()
+    finally:
+        stack.broker.proc.send_signal(signal.SIGCONT)
+    wait_for(stack.stored_at_least(20 * (kills + 1)), what="telemetry flowing after the last restart")
     # One reading per device per kill may be missing: the one in flight at the SIGKILL. A poll's answer is
     # on disk one group commit (a few ms) after it arrives, and the next request goes out a poll
     # interval (50 ms) later, so at the instant of the kill at most one reading per device is either
