@@ -3,12 +3,30 @@
 Few large messages cost the broker and the cloud far less than many small ones; the delay
 bound keeps a quiet gateway's data fresh. A batch is built once, when it is sent, and never
 changes: its id (made at creation) is what lets the cloud drop a redelivered copy.
+
+The agent packs from its durable outbox (edge/outbox.py), which stages readings on disk and uses
+`split` from here; the in-memory `Batcher` is the same packing for readings held in memory (the
+outbox benchmark's baseline, and tools).
 """
 
 from collections.abc import Callable
 
 from contract.clock import Clock
 from contract.messages import Reading, TelemetryBatch
+
+
+def split(reading: Reading, room: int) -> tuple[Reading, Reading | None]:
+    """The part of a reading that fits `room` points, and the rest (None when it all fits).
+
+    Both parts keep the reading's device and time; the values keep their order.
+    """
+    if len(reading.values) <= room:
+        return reading, None
+    items = list(reading.values.items())
+    return (
+        Reading(device=reading.device, ts=reading.ts, values=dict(items[:room])),
+        Reading(device=reading.device, ts=reading.ts, values=dict(items[room:])),
+    )
 
 
 class Batcher:
@@ -31,17 +49,13 @@ class Batcher:
 
     def add(self, reading: Reading) -> None:
         """Queue a reading, splitting it across batches when it does not fit the one being filled."""
-        items = list(reading.values.items())
-        while items:
-            room = self.max_points - self._points
-            part, items = items[:room], items[room:]
+        rest: Reading | None = reading
+        while rest is not None:
+            part, rest = split(rest, self.max_points - self._points)
             if self._first_at is None:
                 self._first_at = self.clock.monotonic()
-            whole = len(part) == len(reading.values)
-            self._readings.append(
-                reading if whole else Reading(device=reading.device, ts=reading.ts, values=dict(part))
-            )
-            self._points += len(part)
+            self._readings.append(part)
+            self._points += len(part.values)
             if self._points >= self.max_points:
                 self.flush()
 

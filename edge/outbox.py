@@ -42,6 +42,7 @@ from typing import Protocol
 from contract.clock import Clock
 from contract.messages import Envelope, OutboxHealth, Reading, TelemetryBatch, encode
 from contract.topics import Kind
+from edge.batcher import split
 
 log = logging.getLogger(__name__)
 
@@ -401,24 +402,20 @@ class DurableOutbox:
         """
         readings: list[Reading] = []
         room = self.max_points
-        for seq, body, points in self._db.execute("SELECT seq, body, points FROM readings ORDER BY seq LIMIT ?",
-                                                  (self.max_points,)).fetchall():  # fmt: skip
+        staged = self._db.execute("SELECT seq, body FROM readings ORDER BY seq LIMIT ?", (self.max_points,))
+        for seq, body in staged.fetchall():
             if room == 0:
                 break
-            reading = Reading.model_validate_json(body)
-            if points <= room:
-                readings.append(reading)
+            part, rest = split(Reading.model_validate_json(body), room)
+            readings.append(part)
+            room -= len(part.values)
+            if rest is None:
                 self._db.execute("DELETE FROM readings WHERE seq = ?", (seq,))
-                room -= points
-                continue
-            items = list(reading.values.items())
-            readings.append(Reading(device=reading.device, ts=reading.ts, values=dict(items[:room])))
-            rest = Reading(device=reading.device, ts=reading.ts, values=dict(items[room:]))
-            self._db.execute(
-                "UPDATE readings SET body = ?, points = ? WHERE seq = ?",
-                (rest.model_dump_json(), len(rest.values), seq),
-            )
-            room = 0
+            else:
+                self._db.execute(
+                    "UPDATE readings SET body = ?, points = ? WHERE seq = ?",
+                    (rest.model_dump_json(), len(rest.values), seq),
+                )
         if not readings:  # the counter disagrees with the table (cannot happen); trust the table
             self._staged_points = 0
             return
