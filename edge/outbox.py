@@ -303,6 +303,20 @@ class DurableOutbox:
                 time.sleep(1.0)
                 retry = [event for event in events if event[0] != "ack"]  # acks wait in _done
                 continue
+            except Exception:
+                # A bug, or an event that cannot be stored: the thread must not die, or everything
+                # after it would wait in memory. The events go again one by one; one that fails on
+                # its own is logged and left out.
+                log.exception("outbox: a step failed; applying its events one by one")
+                self._recount()
+                for event in events:
+                    if event[0] == "ack":
+                        continue
+                    try:
+                        self._step([event], stopping=stop_at is not None)
+                    except Exception:
+                        self._recount()
+                        log.exception("outbox: left out a %s it cannot store", event[0])
             waiting = any(self._in_flight) and self._connected
             if stop_at is not None and (not waiting or time.monotonic() >= stop_at):
                 if any(self._in_flight):
