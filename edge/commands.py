@@ -17,8 +17,10 @@ import asyncio
 import contextlib
 import logging
 import math
+from collections import OrderedDict
 from collections.abc import Mapping
 from dataclasses import dataclass
+from uuid import UUID
 
 from contract.clock import Clock
 from contract.common import Value
@@ -35,6 +37,8 @@ log = logging.getLogger(__name__)
 NO_COMMANDS = "the device's profile defines no such command"
 UNKNOWN_DEVICE = "unknown device"
 EXPIRED = "expired"
+#: How many command ids the handler remembers to recognise a repeat (delivery is at least once).
+REMEMBERED_COMMANDS = 1000
 
 
 class CommandFailed(Exception):
@@ -62,27 +66,40 @@ class CommandHandler:
         self.devices = devices
         self.clock = clock
         self.targets = dict(targets or {})
+        #: Recent command ids and their acknowledgements (None while running), oldest first.
+        self._seen: OrderedDict[UUID, CommandAck | None] = OrderedDict()
 
-    def handle(self, payload: bytes) -> CommandAck | CommandMessage | None:
-        """The command to execute, or at once its rejection; None when it is not a command at all (logged)."""
+    async def execute(self, payload: bytes) -> CommandAck | None:
+        """Check, perform and acknowledge one command payload.
+
+        None when there is nothing to send: not a command at all (logged), or a repeat of a command
+        still running. Delivery is at least once, so a command id seen before is not run again: its
+        acknowledgement (the same message, the same id) is returned once more.
+        """
         try:
             command = decode(Kind.COMMAND, payload)
         except InvalidMessage as exc:
             log.warning("command refused, not acknowledged: %s", exc.reason)
             return None
         assert isinstance(command, CommandMessage)
+        if command.id in self._seen:
+            earlier = self._seen[command.id]
+            log.info(
+                "command %s arrived again: %s", command.id, "still running" if earlier is None else "answered again"
+            )
+            return earlier
+        self._seen[command.id] = None
+        while len(self._seen) > REMEMBERED_COMMANDS:
+            self._seen.popitem(last=False)
+        ack = await self._run(command)
+        self._seen[command.id] = ack
+        return ack
+
+    async def _run(self, command: CommandMessage) -> CommandAck:
         reason = self._rejection(command)
         if reason is not None:
             log.info("command %s %s for device %s: rejected (%s)", command.id, command.command, command.device, reason)
             return self._ack(command, "rejected", reason)
-        return command
-
-    async def execute(self, payload: bytes) -> CommandAck | None:
-        """Check, perform and acknowledge one command payload."""
-        checked = self.handle(payload)
-        if not isinstance(checked, CommandMessage):
-            return checked
-        command = checked
         target = self.targets[command.device]
         spec = _command(target.profile, command.command)
         assert spec is not None

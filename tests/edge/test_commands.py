@@ -208,6 +208,24 @@ def test_a_value_the_register_cannot_hold_is_refused() -> None:
     asyncio.run(run())
 
 
+def test_a_repeated_command_is_not_run_twice() -> None:
+    door = with_command(DOOR, "open_door", pulse=0.3)
+
+    async def run() -> None:
+        async with site(door=door) as s:
+            payload = encode(CommandMessage(ts=datetime.now(UTC), device="door-1", command="open_door"))
+            first = asyncio.create_task(s.handler.execute(payload))
+            await until(lambda: s.door.get("lock_released") is True)
+            assert await s.handler.execute(payload) is None  # redelivered while running: nothing to say yet
+            ack = await first
+            requests = s.door.requests
+            again = await s.handler.execute(payload)  # redelivered after: the same answer, nothing written
+            assert again is ack and ack is not None and ack.status == "succeeded"
+            assert s.door.requests == requests
+
+    asyncio.run(run())
+
+
 def test_not_a_command_is_not_acknowledged() -> None:
     handler = CommandHandler({}, SystemClock())
     assert asyncio.run(handler.execute(b"not json")) is None
