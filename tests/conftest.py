@@ -22,6 +22,15 @@ from community.broker import MosquittoProcess
 from community.embedded_db import EmbeddedPostgres
 
 
+@pytest.fixture(autouse=True)
+def edge_state_dir(tmp_path_factory: pytest.TempPathFactory, monkeypatch: pytest.MonkeyPatch) -> Path:
+    """Every agent a test starts (in-process or as a CLI process) keeps its outbox and pushed
+    configuration in a folder of its own, never in the repository's `var/edge`."""
+    path = tmp_path_factory.mktemp("edge-state")
+    monkeypatch.setenv("COMMUNITY_EDGE_STATE_DIR", str(path))
+    return path
+
+
 @pytest.fixture(scope="session")
 def mosquitto_factory(tmp_path_factory: pytest.TempPathFactory):
     """Start a private mosquitto (the repository's config, a port of its own); stopped at the end."""
