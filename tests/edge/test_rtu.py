@@ -6,18 +6,26 @@ other, several unit ids on the one line.
 """
 
 import asyncio
+from datetime import UTC, datetime
 from pathlib import Path
+from typing import Any
 
 import pytest
 import serial
 
 from contract.gateway_config import DeviceConfig, ModbusAddress, load_gateway_config
+from contract.messages import CommandMessage, encode
 from contract.profiles import ModbusProfile
+from contract.topics import Kind, topic
+from edge.agent import Agent
 from edge.drivers.modbus.bus import BusPool
 from edge.drivers.modbus.poller import ModbusPoller
+from edge.settings import EdgeSettings
 from simulator.modbus_server import ModbusSimulation
+from simulator.run import Simulation
+from simulator.scenario import load_scenario
 from simulator.serial_line import VirtualSerialLine
-from tests.edge.conftest import RecordingSink, write_gateway_config
+from tests.edge.conftest import MqttRecorder, RecordingSink, write_gateway_config
 from tests.edge.test_poller import until
 
 
@@ -148,3 +156,52 @@ def test_a_serial_port_that_does_not_exist_is_offline_with_the_reason(tmp_path: 
     sink = asyncio.run(run())
     assert len(sink.states) == 1 and sink.states[0][:2] == ("pump-1", False)
     assert f"cannot connect to {tmp_path / 'no-such-tty'}" in sink.states[0][2]
+
+
+def test_the_agent_reads_and_commands_devices_on_a_simulated_serial_line(
+    tmp_path: Path, mqtt_url: str, unique_id: str, mqtt_recorder: MqttRecorder
+) -> None:
+    """`community simulate` and `community edge` with one gateway config: RTU end to end, commands included."""
+    line = tmp_path / "rs485-3"
+    site_id, gateway = unique_id, f"{unique_id}-gw"
+    serial_address = {"serial": str(line), "baudrate": 38400}
+    config = write_gateway_config(
+        tmp_path,
+        [
+            {"name": name, "profile": profile, "modbus": serial_address | {"unit": unit}, "poll_interval": 0.1}
+            for name, profile, unit in (("pump-1", "water-pump", 1), ("door-1", "door-controller", 2))
+        ],
+        site=site_id,
+        gateway=gateway,
+        telemetry={"max_points": 50, "max_delay": 0.2},
+    )  # fmt: skip
+    scenario_path = tmp_path / "scenario.yaml"
+    scenario_path.write_text(
+        f"gateway_config: {config.name}\ndevices:\n  pump-1: {{metrics: {{outlet_pressure: 4.2}}}}\n"
+    )
+    scenario = load_scenario(scenario_path)
+    settings = EdgeSettings(mqtt_url=mqtt_url, outbox_path=tmp_path / "outbox.sqlite3", state_dir=tmp_path)
+
+    def values(device: str, metric: str) -> list[Any]:
+        batches = [m.json() for m in mqtt_recorder.of_kind("telemetry")]
+        return [r["values"].get(metric) for b in batches for r in b["readings"] if r["device"] == device]
+
+    async def run() -> None:
+        async with Simulation(scenario, mqtt_url) as sim:
+            agent = Agent(settings, gateway_config=scenario.gateway, backoff_cap=0.5)
+            await agent.start()
+            try:
+                mqtt_recorder.subscribe(f"community/v1/{site_id}/{gateway}/#")
+                await until(lambda: 4.2 in values("pump-1", "outlet_pressure"))
+                assert list(agent.buses.buses) == [f"serial:{line}"]
+                command = CommandMessage(
+                    ts=datetime.now(UTC), device="door-1", command="set_unlock_time", params={"seconds": 7.5}
+                )
+                mqtt_recorder.client.publish(topic(site_id, gateway, Kind.COMMAND), encode(command), qos=1)
+                await until(lambda: [m for m in mqtt_recorder.of_kind("cmd/ack") if m.json()["status"] == "succeeded"])
+                assert sim.get("door-1", "unlock_time") == 7.5
+                await until(lambda: 7.5 in values("door-1", "unlock_time"))  # polled back over the line
+            finally:
+                await agent.stop()
+
+    asyncio.run(run())
