@@ -18,7 +18,7 @@ from contract.clock import Clock, SystemClock
 from contract.common import Value
 from contract.gateway_config import DeviceConfig
 from contract.messages import DeviceHealth, Reading
-from contract.profiles import ModbusProfile
+from contract.profiles import BIT_TABLES, ModbusProfile
 from edge.drivers.modbus.bus import BusDown, BusError, ModbusBus, NoAnswer
 from edge.drivers.modbus.codec import decode_span
 from edge.drivers.modbus.planner import ReadRequest, plan_reads
@@ -37,6 +37,7 @@ _READERS = {
     "holding_register": "read_holding_registers",
     "input_register": "read_input_registers",
 }
+_FUNCTION_CODES = {"coil": 1, "discrete_input": 2, "holding_register": 3, "input_register": 4}
 
 
 class PollFailed(Exception):
@@ -184,10 +185,14 @@ class ModbusPoller:
                     self.name, self.profile.id, where, code, names,
                 )  # fmt: skip
             return None
+        # A late answer to an earlier, timed-out request on the line is not this request's answer.
+        if response.function_code != _FUNCTION_CODES[request.table]:
+            raise PollFailed(f"answer with function {response.function_code} reading {where}")
+        data = list(response.bits[: request.count]) if request.table in BIT_TABLES else list(response.registers)
+        if len(data) < request.count:
+            raise PollFailed(f"{len(data)} of {request.count} values in the answer reading {where}")
         self._refused.discard((request.table, request.address))
-        if request.table in ("coil", "discrete_input"):
-            return list(response.bits[: request.count])
-        return list(response.registers)
+        return data
 
     def _succeeded(self, ts: datetime, values: dict[str, Value], latency: float) -> None:
         self.polls_ok += 1
