@@ -29,7 +29,8 @@ from contract.messages import (
 )
 from contract.profiles import ModbusProfile, MqttProfile
 from contract.topics import Kind
-from edge.commands import CommandHandler
+from edge.commands import CommandHandler, ModbusTarget
+from edge.drivers.modbus.bus import BusPool
 from edge.drivers.modbus.poller import ModbusPoller
 from edge.drivers.mqtt_device.listener import MqttDeviceListener
 from edge.logs import configure_logging
@@ -96,15 +97,26 @@ class Agent:
         self.uplink.on_ack = self.outbox.acked
         self.uplink.on_connected = self.outbox.connected
         self.uplink.on_disconnected = self.outbox.disconnected
-        self.commands = CommandHandler({n: self.loaded.profile_of(d) for n, d in self.devices.items()}, self.clock)
+        #: One connection per Modbus line (TCP gateway or serial port), shared by the devices on it.
+        self.buses = BusPool(backoff_cap=backoff_cap)
         self.pollers: dict[str, ModbusPoller] = {}
         mqtt_devices: list[tuple[DeviceConfig, MqttProfile]] = []
         for name, dev in self.devices.items():
             profile = self.loaded.profile_of(dev)
             if isinstance(profile, ModbusProfile):
-                self.pollers[name] = ModbusPoller(dev, profile, self, clock=self.clock, backoff_cap=backoff_cap)
+                assert dev.modbus is not None
+                bus = self.buses.bus_for(dev.modbus)
+                self.pollers[name] = ModbusPoller(
+                    dev, profile, self, bus=bus, clock=self.clock, backoff_cap=backoff_cap
+                )
             else:
                 mqtt_devices.append((dev, profile))
+        self.commands = CommandHandler(
+            {n: self.loaded.profile_of(d) for n, d in self.devices.items()},
+            self.clock,
+            targets={n: ModbusTarget(p.profile, p.address, p.bus) for n, p in self.pollers.items()},
+        )
+        self._command_tasks: set[asyncio.Task[None]] = set()
         self.listener: MqttDeviceListener | None = None
         if mqtt_devices:
             local = self.config.local_mqtt_url
@@ -134,10 +146,15 @@ class Agent:
 
     async def stop(self, reason: str = "shutdown") -> None:
         """Stop polling, send what is batched, say offline, disconnect."""
+        # Commands first: a cancelled pulse still switches its coil off, and its ack goes out.
+        for task in self._command_tasks:
+            task.cancel()
+        await asyncio.gather(*self._command_tasks, return_exceptions=True)
         for task in self._tasks:
             task.cancel()
         await asyncio.gather(*self._tasks, return_exceptions=True)
         self._tasks.clear()
+        self.buses.close()
         if self.listener is not None:
             await self.listener.stop()
         # staged readings into batches; what the broker has not acknowledged stays on disk
@@ -234,7 +251,17 @@ class Agent:
             self._loop.call_soon_threadsafe(self._handle_command, payload)
 
     def _handle_command(self, payload: bytes) -> None:
-        ack = self.commands.handle(payload)
+        """On the loop: run the command as a task of its own, so a write never holds up polling."""
+        task = asyncio.create_task(self._run_command(payload), name="command")
+        self._command_tasks.add(task)
+        task.add_done_callback(self._command_tasks.discard)
+
+    async def _run_command(self, payload: bytes) -> None:
+        try:
+            ack = await self.commands.execute(payload)
+        except Exception:  # ours, not the device's: log it; the cloud sees the command stay pending
+            log.exception("command failed unexpectedly")
+            return
         if ack is not None:
             self.outbox.put(Kind.COMMAND_ACK, ack)
 
