@@ -35,6 +35,7 @@ from edge.drivers.modbus.poller import ModbusPoller
 from edge.drivers.mqtt_device.listener import MqttDeviceListener
 from edge.logs import configure_logging
 from edge.outbox import DurableOutbox
+from edge.remote_config import ConfigStore, RemoteConfigHandler
 from edge.rules import DeviceRules, Transition
 from edge.settings import EdgeSettings, parse_mqtt_url
 from edge.uplink import Uplink, edge_version
@@ -58,29 +59,30 @@ class Agent:
                 raise ValueError("no gateway config: pass --config FILE or set COMMUNITY_EDGE_CONFIG")
             gateway_config = load_gateway_config(Path(settings.config))
         self.settings = settings
-        self.loaded = gateway_config
-        self.config = gateway_config.config
         self.clock = clock or SystemClock()
-        self.devices: dict[str, DeviceConfig] = {d.name: d for d in self.config.devices if d.enabled}
-        self.rules = {
-            name: DeviceRules(
-                name,
-                self.loaded.profile_of(dev).alarms,
-                self.clock,
-                units={m.name: m.unit for m in self.loaded.profile_of(dev).metrics if m.unit},
-            )
-            for name, dev in self.devices.items()
-        }
+        self.backoff_cap = backoff_cap
+        #: The cloud's pushed configuration (edge/remote_config.py): the last good one saved on disk
+        #: is what the agent starts with; the local file when there is none.
+        self.remote = RemoteConfigHandler(
+            gateway_config,
+            ConfigStore(settings.config_store_file(gateway_config.config.gateway.id)),
+            self._reconfigure,
+            self.clock,
+        )
+        self.loaded = self.remote.initial()
+        self.config = self.loaded.config
         self.uplink = Uplink(
             settings.uplink_endpoint(),
             self.config.site.id,
             self.config.gateway.id,
             birth=self._birth,
             on_command=self._command_arrived,
+            on_config=self._config_arrived,
             clock=self.clock,
             # both lanes' windows, birth and status: paho never has to queue a message itself
             max_inflight=2 * settings.outbox_window + 10,
             reconnect_max_delay=settings.reconnect_max_delay,
+            ca_file=str(settings.mqtt_ca_file) if settings.mqtt_ca_file else None,
         )
         telemetry = self.config.telemetry
         self.outbox = DurableOutbox(
@@ -97,34 +99,12 @@ class Agent:
         self.uplink.on_ack = self.outbox.acked
         self.uplink.on_connected = self.outbox.connected
         self.uplink.on_disconnected = self.outbox.disconnected
-        #: One connection per Modbus line (TCP gateway or serial port), shared by the devices on it.
-        self.buses = BusPool(backoff_cap=backoff_cap)
-        self.pollers: dict[str, ModbusPoller] = {}
-        mqtt_devices: list[tuple[DeviceConfig, MqttProfile]] = []
-        for name, dev in self.devices.items():
-            profile = self.loaded.profile_of(dev)
-            if isinstance(profile, ModbusProfile):
-                assert dev.modbus is not None
-                bus = self.buses.bus_for(dev.modbus)
-                self.pollers[name] = ModbusPoller(
-                    dev, profile, self, bus=bus, clock=self.clock, backoff_cap=backoff_cap
-                )
-            else:
-                mqtt_devices.append((dev, profile))
-        self.commands = CommandHandler(
-            {n: self.loaded.profile_of(d) for n, d in self.devices.items()},
-            self.clock,
-            targets={n: ModbusTarget(p.profile, p.address, p.bus) for n, p in self.pollers.items()},
-        )
+        self.commands = CommandHandler({}, self.clock)
         self._command_tasks: set[asyncio.Task[None]] = set()
-        self.listener: MqttDeviceListener | None = None
-        if mqtt_devices:
-            local = self.config.local_mqtt_url
-            endpoint = parse_mqtt_url(local) if local else settings.uplink_endpoint()
-            self.listener = MqttDeviceListener(
-                mqtt_devices, endpoint, f"{self.config.gateway.id}-devices", self, clock=self.clock
-            )
+        self._build_drivers(self.loaded)
+        self._driver_tasks: list[asyncio.Task[None]] = []
         self._tasks: list[asyncio.Task[None]] = []
+        self._config_lock = asyncio.Lock()
         self._loop: asyncio.AbstractEventLoop | None = None
         self._started_at = self.clock.monotonic()
 
@@ -138,10 +118,7 @@ class Agent:
         )  # fmt: skip
         self.outbox.start()
         self.uplink.start()
-        for name, poller in self.pollers.items():
-            self._tasks.append(asyncio.create_task(poller.run(), name=f"poll-{name}"))
-        if self.listener is not None:
-            await self.listener.start()
+        await self._start_drivers()
         self._tasks.append(asyncio.create_task(self._report_health(), name="health"))
 
     async def stop(self, reason: str = "shutdown") -> None:
@@ -154,9 +131,7 @@ class Agent:
             task.cancel()
         await asyncio.gather(*self._tasks, return_exceptions=True)
         self._tasks.clear()
-        self.buses.close()
-        if self.listener is not None:
-            await self.listener.stop()
+        await self._stop_drivers()
         # staged readings into batches; what the broker has not acknowledged stays on disk
         await asyncio.to_thread(self.outbox.close)
         await asyncio.to_thread(self.uplink.stop, reason)
@@ -170,6 +145,94 @@ class Agent:
         self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
     ) -> None:
         await self.stop()
+
+    # -- devices: built from a configuration, replaced when the cloud pushes a new one ----------
+
+    def _build_drivers(self, loaded: LoadedGatewayConfig) -> None:
+        """Rules, Modbus lines and pollers, the MQTT-device listener and command targets for `loaded`."""
+        self.loaded = loaded
+        self.config = loaded.config
+        self.devices: dict[str, DeviceConfig] = {d.name: d for d in self.config.devices if d.enabled}
+        self.rules = {
+            name: DeviceRules(
+                name,
+                loaded.profile_of(dev).alarms,
+                self.clock,
+                units={m.name: m.unit for m in loaded.profile_of(dev).metrics if m.unit},
+            )
+            for name, dev in self.devices.items()
+        }
+        #: One connection per Modbus line (TCP gateway or serial port), shared by the devices on it.
+        self.buses = BusPool(backoff_cap=self.backoff_cap)
+        self.pollers: dict[str, ModbusPoller] = {}
+        mqtt_devices: list[tuple[DeviceConfig, MqttProfile]] = []
+        for name, dev in self.devices.items():
+            profile = loaded.profile_of(dev)
+            if isinstance(profile, ModbusProfile):
+                assert dev.modbus is not None
+                bus = self.buses.bus_for(dev.modbus)
+                self.pollers[name] = ModbusPoller(
+                    dev, profile, self, bus=bus, clock=self.clock, backoff_cap=self.backoff_cap
+                )
+            else:
+                mqtt_devices.append((dev, profile))
+        # the same handler across configurations: it remembers the command ids it has run
+        self.commands.devices = {n: loaded.profile_of(d) for n, d in self.devices.items()}
+        self.commands.targets = {n: ModbusTarget(p.profile, p.address, p.bus) for n, p in self.pollers.items()}
+        self.listener: MqttDeviceListener | None = None
+        if mqtt_devices:
+            local = self.config.local_mqtt_url
+            endpoint = parse_mqtt_url(local) if local else self.settings.uplink_endpoint()
+            self.listener = MqttDeviceListener(
+                mqtt_devices, endpoint, f"{self.config.gateway.id}-devices", self, clock=self.clock
+            )
+        self.outbox.max_points = self.config.telemetry.max_points
+        self.outbox.max_delay = self.config.telemetry.max_delay
+
+    async def _start_drivers(self) -> None:
+        for name, poller in self.pollers.items():
+            self._driver_tasks.append(asyncio.create_task(poller.run(), name=f"poll-{name}"))
+        if self.listener is not None:
+            await self.listener.start()
+
+    async def _stop_drivers(self) -> None:
+        for task in self._driver_tasks:
+            task.cancel()
+        await asyncio.gather(*self._driver_tasks, return_exceptions=True)
+        self._driver_tasks.clear()
+        self.buses.close()
+        if self.listener is not None:
+            await self.listener.stop()
+
+    async def _reconfigure(self, loaded: LoadedGatewayConfig) -> None:
+        """Run `loaded` instead of what runs now, without a restart: the uplink, the outbox and
+        their backlog stay; the devices' drivers are stopped and built again. Readings already
+        taken stay in the outbox; alarm states of devices start afresh (the rules settle again)."""
+        await self._stop_drivers()
+        self._build_drivers(loaded)
+        await self._start_drivers()
+        self.uplink.announce()
+        log.info("agent: now serving %d device(s) (configuration version %s)", len(self.devices), loaded.version)
+
+    def _config_arrived(self, payload: bytes) -> None:
+        """On paho's thread: hand the configuration to the loop."""
+        if self._loop is not None:
+            self._loop.call_soon_threadsafe(self._handle_config, payload)
+
+    def _handle_config(self, payload: bytes) -> None:
+        task = asyncio.create_task(self._apply_config(payload), name="config")
+        self._tasks.append(task)
+        task.add_done_callback(lambda t: t in self._tasks and self._tasks.remove(t))
+
+    async def _apply_config(self, payload: bytes) -> None:
+        async with self._config_lock:  # one configuration at a time, in the order they came
+            try:
+                state = await self.remote.handle(payload)
+            except Exception:
+                log.exception("agent: a pushed configuration could not be handled")
+                return
+        if state is not None:
+            self.outbox.put(Kind.CONFIG_STATE, state)
 
     # -- DeviceSink: called by the drivers on the loop -----------------------------------------
 
@@ -194,6 +257,7 @@ class Agent:
             site=self.config.site,
             gateway=GatewayInfo(id=gateway.id, name=gateway.name or gateway.id, version=edge_version()),
             devices=[info for info in self.loaded.device_infos() if info.name in self.devices],
+            config_version=self.loaded.version,
         )
 
     def _send_alarm(self, transition: Transition, reading: Reading) -> None:
@@ -213,26 +277,11 @@ class Agent:
 
     def health(self) -> HealthMessage:
         """The agent's own health: uptime, the outbox, and how polling each Modbus device goes."""
-        devices: list[DeviceHealth] = []
-        for name, poller in self.pollers.items():
-            report = getattr(poller, "health", None)
-            if callable(report):
-                devices.append(report())
-                continue
-            ok, failed = poller.polls_ok, poller.polls_failed
-            devices.append(
-                DeviceHealth(
-                    device=name,
-                    online=poller.online,
-                    polls_ok=ok,
-                    polls_failed=failed,
-                    success_rate=ok / (ok + failed) if ok + failed else None,
-                )
-            )
+        devices: list[DeviceHealth] = [poller.health() for poller in self.pollers.values()]
         return HealthMessage(
             ts=self.clock.now(),
             uptime_s=max(0.0, self.clock.monotonic() - self._started_at),
-            config_version=None,
+            config_version=self.loaded.version,
             outbox=self.outbox.health(),
             devices=devices,
         )

@@ -11,7 +11,7 @@ come from the local file: the cloud cannot move a gateway.
 import json
 import logging
 import os
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -70,7 +70,7 @@ class RemoteConfigHandler:
         self,
         local: LoadedGatewayConfig,
         store: ConfigStore,
-        apply: Callable[[LoadedGatewayConfig], None],
+        apply: Callable[[LoadedGatewayConfig], Awaitable[None]],
         clock: Clock,
     ) -> None:
         self.local = local
@@ -97,7 +97,7 @@ class RemoteConfigHandler:
         log.info("remote config: starting with version %d saved from the cloud", stored.version)
         return self.running
 
-    def handle(self, payload: bytes) -> ConfigState | None:
+    async def handle(self, payload: bytes) -> ConfigState | None:
         """Check and apply one config payload; the state to report, or None for an empty retained message."""
         if not payload:
             return None  # the cloud removed the retained config: keep running what runs
@@ -122,12 +122,12 @@ class RemoteConfigHandler:
             log.error("remote config version %d refused, keeping %s: %s", message.version, self._describe(), exc)
             return self._state(message.version, "refused", str(exc))
         try:
-            self._apply(loaded)
+            await self._apply(loaded)
         except Exception as exc:  # validated, yet the agent could not run it: go back to what ran
             log.exception(
                 "remote config version %d could not be applied; back to %s", message.version, self._describe()
             )
-            self._apply(self.running)
+            await self._apply(self.running)
             return self._state(message.version, "refused", f"could not be applied: {type(exc).__name__}: {exc}")
         self.running = loaded
         self.store.save(StoredConfig(version=message.version, document=message.config))

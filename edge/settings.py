@@ -32,6 +32,12 @@ class EdgeSettings(BaseSettings):
     mqtt_password: SecretStr | None = Field(
         None, validation_alias=AliasChoices("COMMUNITY_MQTT_PASSWORD", "MQTT_PASSWORD")
     )
+    mqtt_ca_file: Path | None = Field(
+        None,
+        validation_alias=AliasChoices("COMMUNITY_MQTT_CA_FILE", "MQTT_CA_FILE"),
+        description="CA certificate (PEM) that signed the broker's certificate, for mqtts:// with a private CA; "
+        "unset: the system's trusted CAs.",
+    )
     config: Path | None = Field(
         None,
         validation_alias=AliasChoices("COMMUNITY_EDGE_CONFIG", "EDGE_CONFIG"),
@@ -43,7 +49,7 @@ class EdgeSettings(BaseSettings):
     state_dir: Path = Field(
         Path("var/edge"),
         validation_alias=AliasChoices("COMMUNITY_EDGE_STATE_DIR", "EDGE_STATE_DIR"),
-        description="Where the agent keeps what must survive a restart (the outbox).",
+        description="Where the agent keeps what must survive a restart (the outbox, the last good pushed configuration).",
     )
     outbox_path: Path | None = Field(
         None,
@@ -103,6 +109,10 @@ class EdgeSettings(BaseSettings):
     def outbox_file(self, gateway: str) -> Path:
         """The outbox of `gateway`: the set path, or one per gateway id under the state folder."""
         return self.outbox_path or self.state_dir / f"outbox-{gateway}.sqlite3"
+
+    def config_store_file(self, gateway: str) -> Path:
+        """Where the last good configuration pushed by the cloud is kept (docs/mqtt.md, remote configuration)."""
+        return self.state_dir / f"config-{gateway}.json"
 
     def uplink_endpoint(self) -> MqttEndpoint:
         """The uplink broker, with the login from the settings taking precedence over one in the URL."""

@@ -59,6 +59,8 @@ class Uplink:
         clock: Clock,
         max_inflight: int = MAX_INFLIGHT,
         reconnect_max_delay: float = RECONNECT_DELAY[1],
+        on_config: Callable[[bytes], None] | None = None,
+        ca_file: str | None = None,
     ) -> None:
         self.endpoint = endpoint
         self.site = site
@@ -66,7 +68,8 @@ class Uplink:
         self.clock = clock
         self._birth = birth
         self._on_command = on_command
-        self.client = make_client(gateway, endpoint, clean_session=False)
+        self._on_config = on_config
+        self.client = make_client(gateway, endpoint, clean_session=False, ca_file=ca_file)
         self.client.max_inflight_messages_set(max_inflight)
         # 0 = no limit: paho would otherwise refuse messages once its queue is full. Its queue is
         # bounded by the outbox's window instead (plus birth and status of each connect).
@@ -81,6 +84,8 @@ class Uplink:
         self.client.on_disconnect = self._on_disconnect
         self.client.on_publish = self._on_publish
         self.client.message_callback_add(self.topic(Kind.COMMAND), self._on_command_message)
+        if on_config is not None:
+            self.client.message_callback_add(self.topic(Kind.CONFIG), self._on_config_message)
         self._set_will()
         self.connected = threading.Event()
         self.connections = 0
@@ -157,6 +162,8 @@ class Uplink:
         self.publish(Kind.BIRTH, encode(self._birth()), retain=True)
         self.publish(Kind.STATUS, encode(StatusMessage(ts=self.clock.now(), state="online")), retain=True)
         client.subscribe(self.topic(Kind.COMMAND), qos=QOS)
+        if self._on_config is not None:  # retained: the broker sends the current version at once
+            client.subscribe(self.topic(Kind.CONFIG), qos=QOS)
         self.connected.set()
         if self.on_connected is not None:
             self.on_connected()
@@ -183,3 +190,12 @@ class Uplink:
 
     def _on_command_message(self, _c: mqtt.Client, _u: object, message: mqtt.MQTTMessage) -> None:
         self._on_command(bytes(message.payload))
+
+    def _on_config_message(self, _c: mqtt.Client, _u: object, message: mqtt.MQTTMessage) -> None:
+        if self._on_config is not None:
+            self._on_config(bytes(message.payload))
+
+    def announce(self) -> None:
+        """Send the birth again (the devices changed); when not connected, the next connect sends it."""
+        if self.connected.is_set():
+            self.publish(Kind.BIRTH, encode(self._birth()), retain=True)

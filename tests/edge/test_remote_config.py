@@ -1,5 +1,6 @@
 """A configuration pushed by the cloud: applied when good, refused with the reason when not, kept on disk."""
 
+import asyncio
 from datetime import UTC, datetime
 from pathlib import Path
 
@@ -7,7 +8,7 @@ import pytest
 
 from contract.clock import ManualClock
 from contract.gateway_config import LoadedGatewayConfig, load_gateway_config
-from contract.messages import ConfigMessage, encode
+from contract.messages import ConfigMessage, ConfigState, encode
 from edge.remote_config import ConfigStore, RemoteConfigHandler
 from tests.edge.conftest import modbus_device, write_gateway_config
 
@@ -23,7 +24,7 @@ class Recorder:
         self.applied: list[LoadedGatewayConfig] = []
         self.fail_next = False
 
-    def __call__(self, loaded: LoadedGatewayConfig) -> None:
+    async def __call__(self, loaded: LoadedGatewayConfig) -> None:
         if self.fail_next:
             self.fail_next = False
             raise RuntimeError("driver would not start")
@@ -39,6 +40,10 @@ def _handler(local: LoadedGatewayConfig, tmp_path: Path, recorder: Recorder) -> 
     return RemoteConfigHandler(local, ConfigStore(tmp_path / "state" / "config.json"), recorder, ManualClock(START))
 
 
+def _handle(handler: RemoteConfigHandler, payload: bytes) -> ConfigState | None:
+    return asyncio.run(handler.handle(payload))
+
+
 def _push(version: int, config: dict) -> bytes:
     return encode(ConfigMessage(ts=START, version=version, config=config))
 
@@ -47,8 +52,8 @@ def test_a_good_version_is_applied_saved_and_survives_a_restart(local, tmp_path)
     recorder = Recorder()
     handler = _handler(local, tmp_path, recorder)
     assert handler.initial() is local
-    state = handler.handle(
-        _push(3, {"devices": [_pump("pump-1"), _pump("pump-2", 2)], "telemetry": {"max_points": 20}})
+    state = _handle(
+        handler, _push(3, {"devices": [_pump("pump-1"), _pump("pump-2", 2)], "telemetry": {"max_points": 20}})
     )
     assert state is not None and state.status == "applied" and state.version == 3 and state.running_version == 3
     assert [d.name for d in recorder.applied[-1].config.devices] == ["pump-1", "pump-2"]
@@ -60,29 +65,30 @@ def test_a_good_version_is_applied_saved_and_survives_a_restart(local, tmp_path)
     started = again.initial()
     assert started.version == 3 and [d.name for d in started.config.devices] == ["pump-1", "pump-2"]
     # the retained copy delivered after the restart is acknowledged without applying it twice
-    repeat = again.handle(_push(3, {"devices": []}))
+    repeat = _handle(again, _push(3, {"devices": []}))
     assert repeat is not None and repeat.status == "applied"
 
 
 def test_a_bad_version_is_refused_with_the_field_and_the_last_good_keeps_running(local, tmp_path) -> None:
     recorder = Recorder()
     handler = _handler(local, tmp_path, recorder)
-    handler.handle(_push(1, {"devices": [_pump("pump-1")]}))
-    state = handler.handle(_push(2, {"devices": [{**_pump("pump-9"), "profile": "no-such-profile"}]}))
+    _handle(handler, _push(1, {"devices": [_pump("pump-1")]}))
+    state = _handle(handler, _push(2, {"devices": [{**_pump("pump-9"), "profile": "no-such-profile"}]}))
     assert state is not None and state.status == "refused" and state.running_version == 1
     assert "devices[0].profile" in (state.reason or "") and "no-such-profile" in (state.reason or "")
     assert len(recorder.applied) == 1
 
-    bad_field = handler.handle(_push(3, {"devices": [{**_pump("pump-1"), "poll_interval": -1}]}))
+    bad_field = _handle(handler, _push(3, {"devices": [{**_pump("pump-1"), "poll_interval": -1}]}))
     assert bad_field is not None and bad_field.status == "refused" and "poll_interval" in (bad_field.reason or "")
 
-    bad_profile = handler.handle(
-        _push(4, {"devices": [{**_pump("x"), "profile": "mine"}], "profiles": {"mine": {"protocol": "modbus"}}})
+    bad_profile = _handle(
+        handler,
+        _push(4, {"devices": [{**_pump("x"), "profile": "mine"}], "profiles": {"mine": {"protocol": "modbus"}}}),
     )
     assert bad_profile is not None and bad_profile.status == "refused"
     assert "profiles.mine" in (bad_profile.reason or "") and "name" in (bad_profile.reason or "")
 
-    older = handler.handle(_push(1, {"devices": []}))
+    older = _handle(handler, _push(1, {"devices": []}))
     assert older is not None and older.status == "applied"  # the one that runs
     assert ConfigStore(tmp_path / "state" / "config.json").load().version == 1  # type: ignore[union-attr]
 
@@ -95,12 +101,12 @@ def test_a_pushed_profile_is_used_and_an_older_version_is_refused(local, tmp_pat
         "protocol": "modbus",
         "metrics": [{"name": "level", "table": "holding_register", "address": 0, "type": "uint16"}],
     }
-    state = handler.handle(
-        _push(5, {"devices": [{**_pump("tank-1"), "profile": "tank"}], "profiles": {"tank": profile}})
+    state = _handle(
+        handler, _push(5, {"devices": [{**_pump("tank-1"), "profile": "tank"}], "profiles": {"tank": profile}})
     )
     assert state is not None and state.status == "applied"
     assert recorder.applied[-1].profiles["tank"].name == "Tank level"
-    older = handler.handle(_push(4, {"devices": []}))
+    older = _handle(handler, _push(4, {"devices": []}))
     assert (
         older is not None and older.status == "refused" and "older than the running version 5" in (older.reason or "")
     )
@@ -109,13 +115,13 @@ def test_a_pushed_profile_is_used_and_an_older_version_is_refused(local, tmp_pat
 def test_garbage_is_refused_and_a_failed_apply_goes_back(local, tmp_path) -> None:
     recorder = Recorder()
     handler = _handler(local, tmp_path, recorder)
-    assert handler.handle(b"not json") is None
-    assert handler.handle(b"") is None
-    state = handler.handle(b'{"v": 1, "version": 7, "ts": "2026-11-27T08:00:00Z"}')
+    assert _handle(handler, b"not json") is None
+    assert _handle(handler, b"") is None
+    state = _handle(handler, b'{"v": 1, "version": 7, "ts": "2026-11-27T08:00:00Z"}')
     assert state is not None and state.status == "refused" and "config" in (state.reason or "")
 
     recorder.fail_next = True
-    failed = handler.handle(_push(8, {"devices": [_pump("pump-1")]}))
+    failed = _handle(handler, _push(8, {"devices": [_pump("pump-1")]}))
     assert failed is not None and failed.status == "refused" and "driver would not start" in (failed.reason or "")
     assert recorder.applied[-1] is local  # went back to what ran
     assert handler.running_version is None
