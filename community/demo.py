@@ -91,11 +91,17 @@ def _wait_for_devices(site_config: Path, timeout: float = 20.0) -> None:
 
     deadline = time.monotonic() + timeout
     for device in load_gateway_config(site_config).config.devices:
-        if device.modbus is None:
+        address = device.modbus
+        if address is None:
             continue
         while time.monotonic() < deadline:
-            with contextlib.suppress(OSError), socket.create_connection((device.modbus.host, device.modbus.port), 0.5):
-                break
+            if address.serial is not None:
+                if Path(address.serial).exists():  # the simulator links the path to its virtual line
+                    break
+            else:
+                assert address.host is not None
+                with contextlib.suppress(OSError), socket.create_connection((address.host, address.port), 0.5):
+                    break
             time.sleep(0.2)
 
 
