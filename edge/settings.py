@@ -49,7 +49,8 @@ class EdgeSettings(BaseSettings):
     state_dir: Path = Field(
         Path("var/edge"),
         validation_alias=AliasChoices("COMMUNITY_EDGE_STATE_DIR", "EDGE_STATE_DIR"),
-        description="Where the agent keeps what must survive a restart (the outbox, the last good pushed configuration).",
+        description="Where the agent keeps what must survive a restart "
+        "(the outbox, the last good pushed configuration).",
     )
     outbox_path: Path | None = Field(
         None,

@@ -11,6 +11,7 @@ network in its own thread and reconnects by itself with backoff; `publish` is sa
 """
 
 import logging
+import random
 import threading
 from collections.abc import Callable
 from importlib import metadata
@@ -61,6 +62,7 @@ class Uplink:
         reconnect_max_delay: float = RECONNECT_DELAY[1],
         on_config: Callable[[bytes], None] | None = None,
         ca_file: str | None = None,
+        rng: random.Random | None = None,
     ) -> None:
         self.endpoint = endpoint
         self.site = site
@@ -79,7 +81,14 @@ class Uplink:
         self.on_ack: Callable[[int], None] | None = None
         self.on_connected: Callable[[], None] | None = None
         self.on_disconnected: Callable[[], None] | None = None
-        self.client.reconnect_delay_set(RECONNECT_DELAY[0], max(RECONNECT_DELAY[0], round(reconnect_max_delay)))
+        # paho doubles the delay after each failed attempt but adds no jitter; a first delay drawn
+        # per gateway (0.5x to 1.5x) puts each gateway on its own schedule, so a fleet does not
+        # reconnect in step after a broker restart.
+        self.reconnect_delays = (
+            RECONNECT_DELAY[0] * (rng or random.Random()).uniform(0.5, 1.5),
+            max(float(RECONNECT_DELAY[0]), reconnect_max_delay),
+        )
+        self.client.reconnect_delay_set(*self.reconnect_delays)  # type: ignore[arg-type]
         self.client.on_connect = self._on_connect
         self.client.on_disconnect = self._on_disconnect
         self.client.on_publish = self._on_publish
