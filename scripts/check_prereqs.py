@@ -5,6 +5,15 @@ Runs with the system Python before the virtual environment exists, so it uses th
 
 import shutil
 import sys
+from pathlib import Path
+
+#: Where distributions put Mosquitto's dynamic-security plugin (Debian's `mosquitto` package ships it).
+DYNSEC_PLUGINS = [
+    "/usr/lib/x86_64-linux-gnu/mosquitto_dynamic_security.so",
+    "/usr/lib/aarch64-linux-gnu/mosquitto_dynamic_security.so",
+    "/usr/lib/mosquitto_dynamic_security.so",
+    "/usr/local/lib/mosquitto_dynamic_security.so",
+]
 
 missing: list[str] = []
 if sys.version_info < (3, 11):  # noqa: UP036 - this script runs before anything checks the version
@@ -13,6 +22,9 @@ for binary, package in (("mosquitto", "mosquitto"), ("mosquitto_passwd", "mosqui
     # the tests start their own brokers (private configs, passwords, ACLs) even when MQTT_URL is set
     if shutil.which(binary) is None:
         missing.append(f"{binary}: apt-get install {package}")
+if not any(Path(p).exists() for p in DYNSEC_PLUGINS):
+    # the gateway-login tests run a broker with it (tests/deploy/test_dynsec.py)
+    missing.append("Mosquitto's dynamic-security plugin (mosquitto_dynamic_security.so): apt-get install mosquitto")
 
 if missing:
     print("make test cannot run; missing:", file=sys.stderr)

@@ -28,7 +28,7 @@ from tests.cloud.stack import api_client, count, running_ingest, settings_for, w
 from tests.cloud.test_commands_support import DOOR_COMMANDS, FieldGateway
 from tests.deploy import support
 
-PLUGINS = [
+PLUGINS = [  # the same places scripts/check_prereqs.py looks
     Path("/usr/lib/x86_64-linux-gnu/mosquitto_dynamic_security.so"),
     Path("/usr/lib/aarch64-linux-gnu/mosquitto_dynamic_security.so"),
     Path("/usr/lib/mosquitto_dynamic_security.so"),
