@@ -10,7 +10,16 @@ from typing import Annotated, Any, Literal
 
 from pydantic import Field, ValidationError, model_validator
 
-from contract.common import DeviceName, Location, SiteInfo, Slug, Strict, Text, format_validation_errors
+from contract.common import (
+    DeviceName,
+    Identifier,
+    Location,
+    SiteInfo,
+    Slug,
+    Strict,
+    Text,
+    format_validation_errors,
+)
 from contract.messages import (
     DEFAULT_POINTS_PER_MESSAGE,
     MAX_POINTS_PER_MESSAGE,
@@ -88,6 +97,89 @@ class TelemetryOptions(Strict):
     max_delay: Annotated[float, Field(gt=0, le=60, allow_inf_nan=False)] = 1.0
 
 
+class DoorConfig(Strict):
+    """A door the gateway decides for: the lock it opens, the contact that says it is open."""
+
+    name: DeviceName
+    #: The door-controller device (Modbus) whose command opens the lock; None: no lock of ours.
+    relay: DeviceName | None = None
+    open_command: Identifier = "open_door"
+    #: The device and metric reporting the door open (true) or closed; usually the same controller.
+    contact: DeviceName | None = None
+    contact_metric: Identifier = "door_open"
+    #: Seconds after which an open door is "held open" (an alarm and a safety ticket).
+    held_open_after: Annotated[float, Field(gt=0, le=86400, allow_inf_nan=False)] = 30.0
+    #: Seconds after a grant during which opening the door is not "forced".
+    grant_window: Annotated[float, Field(gt=0, le=600, allow_inf_nan=False)] = 10.0
+    #: Anti-passback group: doors whose `direction` in and out alternate for a person.
+    group: Slug | None = None
+    direction: Literal["in", "out"] = "in"
+    location: Location = Location()
+
+
+class ReaderConfig(Strict):
+    """Where card numbers, PINs and QR codes come from.
+
+    `mqtt`: a reader that publishes swipes on the gateway's local broker (`topic`, JSON
+    `{"card": "..."}` or `{"pin": "..."}`, or the bare number); `serial`: a reader on a serial line
+    that sends the number and a line end (`path`, `baudrate`); `keyboard`: a keyboard-wedge reader
+    that types the number and Enter into an input device or a pipe (`path`).
+    """
+
+    name: DeviceName
+    door: DeviceName
+    kind: Literal["mqtt", "serial", "keyboard"]
+    topic: Annotated[str, Field(min_length=1, max_length=200)] | None = None
+    path: Annotated[str, Field(min_length=1, max_length=253)] | None = None
+    baudrate: Literal[1200, 2400, 4800, 9600, 19200, 38400, 57600, 115200] = 9600
+
+    @model_validator(mode="after")
+    def _where(self) -> "ReaderConfig":
+        if self.kind == "mqtt" and self.topic is None:
+            raise ValueError("an 'mqtt' reader needs 'topic'")
+        if self.kind in ("serial", "keyboard") and self.path is None:
+            raise ValueError(f"a '{self.kind}' reader needs 'path'")
+        return self
+
+
+class CameraConfig(Strict):
+    """A camera: face entry at a door (`door`), and video monitoring of an area."""
+
+    name: DeviceName
+    #: rtsp://… or http://… stream, a device index such as "0", or a video file.
+    source: Annotated[str, Field(min_length=1, max_length=500)]
+    door: DeviceName | None = None
+    location: Location = Location()
+    #: Frames a second run through face detection (when there is motion).
+    detect_fps: Annotated[float, Field(gt=0, le=60, allow_inf_nan=False)] = 5.0
+    #: Fraction of the picture that must change between frames to count as motion (0: always).
+    motion_threshold: Annotated[float, Field(ge=0, le=1, allow_inf_nan=False)] = 0.01
+    #: Largest face distance accepted as a match (dlib encodings: 0.6 is the usual threshold).
+    match_threshold: Annotated[float, Field(gt=0, le=2, allow_inf_nan=False)] = 0.6
+    #: Seconds without a frame after which the camera is offline (an alarm).
+    offline_after: Annotated[float, Field(gt=0, le=3600, allow_inf_nan=False)] = 10.0
+
+
+class AccessConfig(Strict):
+    doors: list[DoorConfig] = Field(default_factory=list)
+    readers: list[ReaderConfig] = Field(default_factory=list)
+    cameras: list[CameraConfig] = Field(default_factory=list)
+    #: Refuse a second "in" (or "out") in a row for a person within a door group.
+    antipassback: bool = False
+
+    @model_validator(mode="after")
+    def _references(self) -> "AccessConfig":
+        doors = {d.name for d in self.doors}
+        if len(doors) != len(self.doors):
+            raise ValueError("doors: a door name is used twice")
+        for kind, items in (("readers", self.readers), ("cameras", self.cameras)):
+            for i, item in enumerate(items):
+                door = getattr(item, "door", None)
+                if door is not None and door not in doors:
+                    raise ValueError(f"{kind}[{i}].door: no door named {door!r} (doors: {', '.join(sorted(doors))})")
+        return self
+
+
 class RemoteConfig(Strict):
     """What the cloud may change in a gateway's configuration (pushed as a ConfigMessage).
 
@@ -99,6 +191,7 @@ class RemoteConfig(Strict):
     local_mqtt_url: str | None = None
     devices: list[DeviceConfig] = Field(default_factory=list)
     profiles: dict[Slug, dict[str, Any]] = Field(default_factory=dict)
+    access: AccessConfig | None = None
 
 
 class GatewayConfig(Strict):
@@ -110,6 +203,8 @@ class GatewayConfig(Strict):
     local_mqtt_url: str | None = None
     telemetry: TelemetryOptions = TelemetryOptions()
     devices: list[DeviceConfig] = Field(default_factory=list)
+    #: Doors, card readers and cameras (face and card entry); None: this gateway has no doors.
+    access: AccessConfig | None = None
 
     @model_validator(mode="after")
     def _unique_names(self) -> "GatewayConfig":
@@ -159,6 +254,18 @@ def _command_info(command: ModbusCommand) -> CommandInfo:
     return CommandInfo(name=command.name, description=command.description, params=params, roles=command.roles)
 
 
+def _check_doors(config: GatewayConfig, source: str) -> None:
+    """A door's relay and contact must be devices of this gateway."""
+    if config.access is None:
+        return
+    names = {d.name for d in config.devices}
+    for i, door in enumerate(config.access.doors):
+        for field in ("relay", "contact"):
+            device = getattr(door, field)
+            if device is not None and device not in names:
+                raise ProfileError(f"{source}: access.doors[{i}].{field}: no device named {device!r} in devices")
+
+
 def _check_devices(config: GatewayConfig, profiles: dict[str, DeviceProfile], source: str, where: str) -> None:
     for i, dev in enumerate(config.devices):
         profile = profiles.get(dev.profile)
@@ -173,6 +280,7 @@ def _check_devices(config: GatewayConfig, profiles: dict[str, DeviceProfile], so
             )
         if profile.protocol == "mqtt" and dev.mqtt is None:
             raise ProfileError(f"{source}: devices[{i}].mqtt: profile {dev.profile!r} speaks MQTT; give its topic")
+    _check_doors(config, source)
 
 
 def parse_gateway_config(data: object, *, source: str, base_dir: Path) -> LoadedGatewayConfig:
@@ -214,6 +322,7 @@ def apply_remote_config(local: LoadedGatewayConfig, data: object, *, version: in
             local_mqtt_url=remote.local_mqtt_url if "local_mqtt_url" in data else local.config.local_mqtt_url,
             telemetry=remote.telemetry,
             devices=remote.devices,
+            access=remote.access if "access" in data else local.config.access,
         )
     except ValidationError as exc:
         raise ProfileError(f"{source}: {format_validation_errors(exc.errors(include_url=False))}") from None

@@ -11,6 +11,7 @@ from uuid import UUID
 from pydantic import AwareDatetime, Field, StringConstraints, TypeAdapter, ValidationError, model_validator
 
 from contract import SCHEMA_VERSION
+from contract.access import AccessEvent, WhitelistMessage, WhitelistRequest
 from contract.common import (
     Category,
     DeviceName,
@@ -26,19 +27,13 @@ from contract.common import (
     Value,
     format_validation_errors,
 )
-from contract.ids import uuid7
+from contract.envelope import Envelope
 from contract.topics import Kind
 
 #: The edge puts at most this many points in one telemetry message (the issue's "about 50").
 DEFAULT_POINTS_PER_MESSAGE = 50
 #: The cloud refuses a telemetry message with more points than this.
 MAX_POINTS_PER_MESSAGE = 1000
-
-
-class Envelope(Strict):
-    v: Literal[1] = SCHEMA_VERSION
-    id: UUID = Field(default_factory=uuid7)
-    ts: AwareDatetime
 
 
 class Reading(Strict):
@@ -230,6 +225,9 @@ Message = (
     | HealthMessage
     | ConfigMessage
     | ConfigState
+    | WhitelistMessage
+    | WhitelistRequest
+    | AccessEvent
 )
 
 MODEL_FOR_KIND: dict[Kind, type[Envelope]] = {
@@ -243,6 +241,9 @@ MODEL_FOR_KIND: dict[Kind, type[Envelope]] = {
     Kind.HEALTH: HealthMessage,
     Kind.CONFIG: ConfigMessage,
     Kind.CONFIG_STATE: ConfigState,
+    Kind.ACCESS_WHITELIST: WhitelistMessage,
+    Kind.ACCESS_REQUEST: WhitelistRequest,
+    Kind.ACCESS_EVENT: AccessEvent,
 }
 
 

@@ -10,6 +10,9 @@
     community/v1/{site}/{gateway}/health        edge -> cloud  the agent's own health, every health interval
     community/v1/{site}/{gateway}/config        cloud -> edge  retained: the gateway's configuration, versioned
     community/v1/{site}/{gateway}/config/state  edge -> cloud  which configuration version runs, or why one was refused
+    community/v1/{site}/{gateway}/access/whitelist  cloud -> edge  who may enter which doors (versioned, full or delta)
+    community/v1/{site}/{gateway}/access/request    edge -> cloud  send me the full whitelist
+    community/v1/{site}/{gateway}/access/event      edge -> cloud  every decision at a door
 
 Site and gateway ids are slugs (see SLUG_PATTERN), so they can never contain '/', '+' or '#'.
 """
@@ -34,6 +37,9 @@ class Kind(StrEnum):
     HEALTH = "health"
     CONFIG = "config"
     CONFIG_STATE = "config/state"
+    ACCESS_WHITELIST = "access/whitelist"
+    ACCESS_REQUEST = "access/request"
+    ACCESS_EVENT = "access/event"
 
 
 #: What the cloud subscribes to: everything gateways send.
@@ -46,9 +52,11 @@ UPLINK_KINDS = (
     Kind.COMMAND_ACK,
     Kind.HEALTH,
     Kind.CONFIG_STATE,
+    Kind.ACCESS_REQUEST,
+    Kind.ACCESS_EVENT,
 )
 #: What the cloud sends gateways.
-DOWNLINK_KINDS = (Kind.COMMAND, Kind.CONFIG)
+DOWNLINK_KINDS = (Kind.COMMAND, Kind.CONFIG, Kind.ACCESS_WHITELIST)
 
 
 def is_slug(value: str) -> bool:
