@@ -213,6 +213,10 @@ class GatewayConfig(Strict):
             if dev.name in seen:
                 raise ValueError(f"devices[{i}].name: {dev.name!r} is used twice")
             seen.add(dev.name)
+        for i, camera in enumerate(self.access.cameras if self.access else []):
+            if camera.name in seen:  # cameras are announced as devices too (alarms name them)
+                raise ValueError(f"access.cameras[{i}].name: {camera.name!r} is also a device name")
+            seen.add(camera.name)
         return self
 
 
@@ -241,6 +245,17 @@ class LoadedGatewayConfig:
                     location=dev.location,
                     metrics=[MetricInfo(name=m.name, unit=m.unit, type=m.value_type) for m in profile.metrics],
                     commands=[_command_info(c) for c in getattr(profile, "commands", [])],
+                )
+            )
+        for camera in self.config.access.cameras if self.config.access else []:
+            infos.append(
+                DeviceInfo(
+                    name=camera.name,
+                    profile="camera",
+                    protocol="camera",
+                    model="Camera",
+                    location=camera.location,
+                    metrics=[],
                 )
             )
         return infos

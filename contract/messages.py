@@ -113,7 +113,7 @@ class CommandInfo(Strict):
 class DeviceInfo(Strict):
     name: DeviceName
     profile: Slug
-    protocol: Literal["modbus", "mqtt"]
+    protocol: Literal["modbus", "mqtt", "camera"]
     model: Text | None = None
     location: Location = Location()
     metrics: list[MetricInfo] = Field(default_factory=list)
