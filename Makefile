@@ -2,6 +2,9 @@
 # Both create ./.venv and install the project into it first.
 
 PYTHON ?= python3
+# Installed with --no-deps: its metadata requires `dlib`, which pip would build from source; the
+# `faces` extra brings the prebuilt dlib-bin and the models instead.
+FACE_RECOGNITION := face_recognition==1.3.0
 VENV   := .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
@@ -12,6 +15,7 @@ $(STAMP): pyproject.toml
 	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install --quiet --upgrade pip
 	$(BIN)/python -m pip install --quiet -e '.[all,dev]'
+	$(BIN)/python -m pip install --quiet --no-deps '$(FACE_RECOGNITION)'
 	@touch $(STAMP)
 
 install: $(STAMP)

@@ -78,6 +78,30 @@ def repo_root() -> Path:
     return Path(__file__).resolve().parent.parent
 
 
+# --- the face photo set -------------------------------------------------------------------
+
+
+def faces_path() -> Path:
+    """Where the shared photo set is: FACES_DIR, or ../shared/faces beside the repository."""
+    return Path(os.environ.get("FACES_DIR") or Path(__file__).resolve().parent.parent.parent / "shared" / "faces")
+
+
+@pytest.fixture(scope="session")
+def faces_dir() -> Path:
+    """The photo set (enroll/<person>/*, probes/*), kept outside the repository.
+
+    Missing: the test is skipped, naming the path, so a plain `make test` runs without photos;
+    with REQUIRE_FACES=1 (set by .ci/run) it fails instead.
+    """
+    path = faces_path()
+    if not (path / "enroll").is_dir() or not (path / "probes").is_dir():
+        reason = f"face photo set not found at {path} (set FACES_DIR to the directory holding enroll/ and probes/)"
+        if os.environ.get("REQUIRE_FACES") == "1":
+            pytest.fail(reason + "; REQUIRE_FACES=1 makes this a failure")
+        pytest.skip(reason)
+    return path
+
+
 # --- PostgreSQL ---------------------------------------------------------------------------
 
 EMBEDDED = "embedded-pg18"
