@@ -47,7 +47,7 @@ def test_held_open_raises_once_after_the_limit_and_clears_on_close() -> None:
     watch.granted()
     clock.advance(1)
     assert watch.contact(True) == []
-    clock.advance(28.5)
+    clock.advance(29.5)
     assert watch.check() == []
     clock.advance(0.5)
     assert actions(watch.check()) == [("door_held_open", "raise")]
