@@ -104,6 +104,22 @@ class CloudSettings(BaseSettings):
     #: Largest attachment accepted, in bytes.
     attachment_max_bytes: int = Field(default=10 * 1024 * 1024, ge=1024)
 
+    # --- face and card entry ------------------------------------------------------------------
+    #: A face photo larger than this many bytes is refused.
+    face_photo_max_bytes: int = Field(default=10 * 1024 * 1024, ge=1024)
+    #: A face photo with more pixels than this is refused (decoding and detection time grow with it).
+    face_photo_max_pixels: int = Field(default=25_000_000, ge=10_000)
+    #: The face found must be at least this many pixels wide and high (smaller: refused as too small).
+    face_min_pixels: int = Field(default=80, ge=10)
+    #: Largest face distance at which a new face counts as another person's enrolled face (refused).
+    face_match_threshold: float = Field(default=0.6, gt=0, le=2)
+    #: Keep enrolment photos (under `data_dir/faces`); off: only the encrypted encoding is kept.
+    face_keep_photos: bool = False
+    #: 32-byte key (base64) that encrypts face encodings; unset: derived from the personal-data key.
+    face_key: SecretStr | None = None
+    #: Longest time window of a visitor pass, in days.
+    pass_max_days: int = Field(default=31, ge=1, le=366)
+
     # --- notifications ------------------------------------------------------------------------
     #: SMTP server for e-mail notifications; unset: e-mail is not sent (in-app messages still are).
     smtp_host: str | None = None
@@ -121,6 +137,10 @@ class CloudSettings(BaseSettings):
     @property
     def attachments_dir(self) -> Path:
         return self.data_dir / "attachments"
+
+    @property
+    def faces_dir(self) -> Path:
+        return self.data_dir / "faces"
 
     def require_database_url(self) -> str:
         if not self.database_url:

@@ -16,6 +16,7 @@ from cloud.api.routers import (
     auth,
     commands,
     devices,
+    entry,
     followups,
     gateways,
     health,
@@ -29,6 +30,7 @@ from cloud.api.routers import (
 )
 from cloud.broker_admin import broker_admin_from
 from cloud.domain.tickets import NumberSource
+from cloud.security.biometric import face_cipher_from
 from cloud.security.keys import load_secrets
 from cloud.security.pii import PiiCipher
 from cloud.settings import CloudSettings
@@ -51,7 +53,7 @@ def create_app(settings: CloudSettings, *, clock: Clock | None = None, apply_mig
         # three more than requests may use: the scheduler thread's and the MQTT publisher's
         app.state.pool = make_pool(database_url, max_size=settings.api_db_connections + 3, name="api")
         app.state.db_slots = asyncio.Semaphore(settings.api_db_connections)
-        app.state.downlink = Downlink(app.state.pool, settings, app.state.clock)
+        app.state.downlink = Downlink(app.state.pool, settings, app.state.clock, app.state.face_cipher)
         app.state.downlink.start()
         background = None
         if settings.scheduler_enabled:
@@ -79,6 +81,9 @@ def create_app(settings: CloudSettings, *, clock: Clock | None = None, apply_mig
     app.state.clock = clock or SystemClock()
     app.state.secrets = load_secrets(settings)
     app.state.cipher = PiiCipher(app.state.secrets.data_key)
+    app.state.face_cipher = face_cipher_from(
+        settings.face_key.get_secret_value() if settings.face_key else None, app.state.secrets.data_key
+    )
     app.state.broker_admin = broker_admin_from(settings)
     errors.install(app)
     for router in (
@@ -97,6 +102,7 @@ def create_app(settings: CloudSettings, *, clock: Clock | None = None, apply_mig
         rules.router,
         inbox.router,
         followups.router,
+        entry.router,
     ):
         app.include_router(router)
     return app

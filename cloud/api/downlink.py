@@ -1,10 +1,15 @@
-"""The API process's MQTT publisher: sends gateways their commands and configurations.
+"""The API process's MQTT publisher: sends gateways their commands, configurations and whitelists.
 
 The database is the queue. A request stores a command (or a configuration version) and wakes
 this thread; the thread publishes what the broker has not yet acknowledged (QoS 1;
 configurations retained) and notes the acknowledgement on the row. While the broker is away,
 commands stay `pending` and go out when it returns, unless they expire first; the thread
 retries every `downlink_retry_seconds`. Requests never wait for the broker.
+
+Door-access whitelists work the same way: a change marks gateways `dirty` in the database (from
+any process: the ingest does when a gateway asks for its full whitelist or a pass is used); on
+each pass this thread rebuilds the dirty ones (cloud/domain/whitelist.py) and publishes the
+queued whitelist messages in order, QoS 1, not retained.
 
 Delivery is at least once: a publish whose acknowledgement was lost is sent again, with the
 same message id (the command's id), which is how the gateway knows a repeat.
@@ -17,8 +22,9 @@ import uuid
 import paho.mqtt.client as mqtt
 from psycopg_pool import ConnectionPool
 
-from cloud.domain import commands, remote_config
+from cloud.domain import commands, remote_config, whitelist
 from cloud.mqtt_link import endpoint_of, make_client
+from cloud.security.biometric import FaceCipher
 from cloud.settings import CloudSettings
 from contract import messages, topics
 from contract.clock import Clock
@@ -27,9 +33,12 @@ log = logging.getLogger(__name__)
 
 
 class Downlink(threading.Thread):
-    def __init__(self, pool: ConnectionPool, settings: CloudSettings, clock: Clock) -> None:
+    def __init__(
+        self, pool: ConnectionPool, settings: CloudSettings, clock: Clock, face_cipher: FaceCipher | None = None
+    ) -> None:
         super().__init__(name="downlink", daemon=True)
         self.pool = pool
+        self.face_cipher = face_cipher
         self.clock = clock
         self.retry_seconds = settings.downlink_retry_seconds
         self.publish_timeout = max(5.0, settings.downlink_retry_seconds)
@@ -115,13 +124,22 @@ class Downlink(threading.Thread):
             return False
         return info.is_published()
 
+    def rebuild_whitelists(self) -> int:
+        """Rebuild the whitelists of gateways marked dirty; returns the messages queued."""
+        if self.face_cipher is None:
+            return 0
+        with self.pool.connection() as conn:
+            return whitelist.rebuild_dirty(conn, self.clock.now(), self.face_cipher)
+
     def flush(self) -> int:
-        """Publish every command and configuration the broker has not acknowledged; returns how many it took."""
+        """Publish every command, configuration and whitelist not yet acknowledged; returns how many it took."""
         sent = 0
         now = self.clock.now()
+        self.rebuild_whitelists()
         with self.pool.connection() as conn:
             pending = commands.unpublished(conn, now)
             configs = remote_config.unpublished(conn)
+            lists = whitelist.unpublished(conn) if self.face_cipher is not None else []
         for row in configs:
             topic = topics.topic(row["site_id"], row["gateway_id"], topics.Kind.CONFIG)
             if not self._publish(topic, remote_config.message_of(row), retain=True):
@@ -138,6 +156,15 @@ class Downlink(threading.Thread):
                 commands.mark_published(conn, row["id"], self.clock.now())
             sent += 1
             self.published += 1
+        for row in lists:
+            assert self.face_cipher is not None
+            topic = topics.topic(row["site_id"], row["gateway_id"], topics.Kind.ACCESS_WHITELIST)
+            if not self._publish(topic, whitelist.message_of(row, self.face_cipher), retain=False):
+                return sent
+            with self.pool.connection() as conn:
+                whitelist.mark_published(conn, row["id"], self.clock.now())
+            sent += 1
+            self.published += 1
         if sent:
-            log.info("published %d commands and configurations", sent)
+            log.info("published %d commands, configurations and whitelists", sent)
         return sent

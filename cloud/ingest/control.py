@@ -1,4 +1,5 @@
-"""The control lane: births, status, alarms, events, command results, health and config state, one at a time.
+"""The control lane: births, status, alarms, events, command results, health, config state, and door
+access (access events, whitelist requests, camera snapshots of alarms), one at a time.
 
 They are few and they matter quickly (an alarm should become a ticket in milliseconds), so
 they have their own queue and connection and never wait behind a telemetry batch.
@@ -7,16 +8,19 @@ they have their own queue and connection and never wait behind a telemetry batch
 import json
 import logging
 import queue
+import re
 from datetime import datetime
+from pathlib import Path
 
 import psycopg
 from psycopg.types.json import Jsonb
 
-from cloud.domain import alarms, commands, registry, remote_config, workflow
+from cloud.domain import access_events, alarms, commands, registry, remote_config, whitelist, workflow
 from cloud.domain.registry import Resolver
 from cloud.ingest import deadletter
 from cloud.ingest.db_worker import DatabaseWorker
 from cloud.ingest.inbound import Inbound
+from contract.access import AccessEvent, WhitelistRequest
 from contract.clock import Clock
 from contract.messages import (
     AlarmMessage,
@@ -35,6 +39,7 @@ from contract.topics import Kind
 log = logging.getLogger(__name__)
 
 GATEWAY_OFFLINE_RULE = "gateway_offline"
+_DEVICE_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$")
 
 
 #: PostgreSQL channel on which the ingest announces changes, delivered when they commit
@@ -55,8 +60,11 @@ class ControlHandler(DatabaseWorker):
         resolver: Resolver,
         clock: Clock,
         workflow_settings: workflow.Settings | None = None,
+        attachments_dir: Path = Path("var/attachments"),
     ) -> None:
         super().__init__(name="control-handler", database_url=database_url)
+        #: where access-event and alarm snapshots (JPEG files) are kept, as ticket attachments are
+        self._attachments_dir = attachments_dir
         self._workflow = workflow_settings
         self._inbox = inbox
         self._resolver = resolver
@@ -140,6 +148,15 @@ class ControlHandler(DatabaseWorker):
                 conn, site, gateway, None, msg.ts, now, f"config_{msg.status}", msg.reason, msg.model_dump(mode="json")
             )
             notify(conn, "config_state", {"gateway": gateway, "version": msg.version, "status": msg.status})
+        elif isinstance(msg, AccessEvent):
+            stored = access_events.store(
+                conn, site=site, gateway=gateway, msg=msg, now=now, attachments_dir=self._attachments_dir
+            )
+            if stored:
+                notify(conn, "access_event", {"id": str(msg.id), "gateway": gateway, "door": msg.door})
+        elif isinstance(msg, WhitelistRequest):
+            whitelist.request_full(conn, gateway)
+            log.info("gateway %s asks for its full whitelist (has %s: %s)", gateway, msg.have_version, msg.reason)
 
     def _command_ack(self, conn: psycopg.Connection, site: str, gateway: str, msg: CommandAck, now: datetime) -> None:
         """The command's final state; the answer itself is kept as a `command_ack` event, known command or not."""
@@ -208,7 +225,22 @@ class ControlHandler(DatabaseWorker):
             device_id = self._resolver.device_ids(site, gateway, {msg.device})[msg.device]
             if msg.kind in ("device_online", "device_offline"):
                 registry.set_device_online(conn, device_id=device_id, online=msg.kind == "device_online", at=msg.ts)
-        self._record_event(conn, site, gateway, device_id, msg.ts, now, msg.kind, msg.detail, msg.data)
+        data = msg.data
+        if msg.kind == "alarm_snapshot":
+            # the JPEG goes to a file linked to the alarm (and its ticket), not into the events table
+            alarm_device = data.get("alarm_device")
+            alarm_device_id = None
+            if isinstance(alarm_device, str) and _DEVICE_NAME.match(alarm_device):
+                alarm_device_id = self._resolver.device_ids(site, gateway, {alarm_device})[alarm_device]
+            data = access_events.attach_alarm_snapshot(
+                conn,
+                device_id=alarm_device_id,
+                data=data,
+                camera=msg.device,
+                now=now,
+                attachments_dir=self._attachments_dir,
+            )
+        self._record_event(conn, site, gateway, device_id, msg.ts, now, msg.kind, msg.detail, data)
 
     @staticmethod
     def _record_event(

@@ -82,6 +82,7 @@ class IngestWorker:
             resolver=self.resolver,
             clock=self.clock,
             workflow_settings=workflow.settings_from(settings),
+            attachments_dir=settings.attachments_dir,
         )
         self.housekeeper = Housekeeper(
             database_url=self.database_url,

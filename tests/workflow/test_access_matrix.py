@@ -123,6 +123,48 @@ MATRIX: list[tuple[str, str, set[str], object]] = [
     ("GET", "/api/v1/tickets/{number}/link-candidates", OFFICE, None),
     ("POST", "/api/v1/tickets/{number}/attachments", ALL, None),
     ("GET", "/api/v1/attachments/{attachment_id}", ALL, None),
+    # face and card entry (issue 5); `{person_id}` is estate A's resident, who reaches their own records
+    ("POST", "/api/v1/people/{person_id}/face-consent", OFFICE, {"method": "app"}),
+    ("GET", "/api/v1/people/{person_id}/face-consent", OFFICE | {"resident"}, None),
+    ("DELETE", "/api/v1/people/{person_id}/face-consent", OFFICE | {"resident"}, None),
+    ("POST", "/api/v1/people/{person_id}/faces", OFFICE, None),
+    ("GET", "/api/v1/people/{person_id}/faces", OFFICE | {"resident"}, None),
+    ("DELETE", "/api/v1/people/{person_id}/faces/{face_id}", OFFICE | {"resident"}, None),
+    ("POST", "/api/v1/people/{person_id}/cards", OFFICE, {"number": "DEADBEEF"}),
+    ("GET", "/api/v1/people/{person_id}/cards", OFFICE | {"resident"}, None),
+    ("POST", "/api/v1/cards/{card_id}/lost", OFFICE | {"guard", "resident"}, None),
+    ("DELETE", "/api/v1/cards/{card_id}", OFFICE, None),
+    ("GET", "/api/v1/doors", STAFF, None),
+    ("GET", "/api/v1/time-profiles", OFFICE, None),
+    (
+        "POST",
+        "/api/v1/time-profiles",
+        MANAGEMENT,
+        {"site_id": "estate-a", "name": "Day", "weekdays": [1], "segments": [{"start": "08:00", "end": "18:00"}]},
+    ),
+    ("DELETE", "/api/v1/time-profiles/{profile_id}", MANAGEMENT, None),
+    ("GET", "/api/v1/holidays", OFFICE, None),
+    ("POST", "/api/v1/holidays", MANAGEMENT, {"site_id": "estate-a", "day": "2026-12-25"}),
+    ("DELETE", "/api/v1/holidays/{site_id}/{day}", MANAGEMENT, None),
+    ("GET", "/api/v1/access-rights", OFFICE, None),
+    (
+        "POST",
+        "/api/v1/access-rights",
+        OFFICE,
+        {"site_id": "estate-a", "person_id": 0, "doors": [{"gateway_id": "gw-nowhere", "door": "main"}]},
+    ),
+    ("DELETE", "/api/v1/access-rights/{right_id}", OFFICE, None),
+    (
+        "POST",
+        "/api/v1/passes",
+        OFFICE | {"resident"},
+        {"guest_name": "Guest", "valid_from": "2026-11-24T02:00:00Z", "valid_until": "2026-11-24T05:00:00Z"},
+    ),
+    ("GET", "/api/v1/passes", OFFICE | {"resident"}, None),
+    ("DELETE", "/api/v1/passes/{pass_id}", OFFICE | {"resident"}, None),
+    ("GET", "/api/v1/access-events", OFFICE | {"guard", "resident"}, None),
+    ("GET", "/api/v1/access-events/{event_id}/snapshot", OFFICE | {"guard", "resident"}, None),
+    ("GET", "/api/v1/gateways/{gateway_id}/whitelist", MANAGEMENT, None),
 ]
 
 
@@ -145,6 +187,13 @@ def _fill(path: str, world: World, number: str) -> str:
         "attachment_id": "00000000-0000-4000-8000-000000000000",
         "gateway_id": "gw-nowhere",
         "command_id": "00000000-0000-4000-8000-000000000000",
+        "face_id": "1",
+        "card_id": "1",
+        "profile_id": "1",
+        "right_id": "1",
+        "day": "2026-12-25",
+        "pass_id": "00000000-0000-4000-8000-000000000000",
+        "event_id": "00000000-0000-4000-8000-000000000000",
     }
     for key, value in values.items():
         path = path.replace("{" + key + "}", value)

@@ -10,7 +10,7 @@ from cloud.api.deps import ClockDep, Conn, allow
 from cloud.api.errors import ApiError
 from cloud.api.schemas import GatewayConfigOut, GatewayOut, GatewayRegistered
 from cloud.broker_admin import BrokerAdminError, new_password
-from cloud.domain import audit, remote_config
+from cloud.domain import audit, remote_config, whitelist
 from cloud.domain.access import STAFF, Principal, Role
 from contract.common import Slug
 
@@ -158,11 +158,13 @@ def put_config(
     who: Admin,
 ) -> dict[str, Any]:
     """Store the gateway's next configuration version and push it (retained) to the gateway."""
-    _gateway(conn, who, gateway_id)
+    gateway = _gateway(conn, who, gateway_id)
     try:
-        remote_config.store(conn, gateway=gateway_id, document=document, who=who, now=clock.now())
+        stored = remote_config.store(conn, gateway=gateway_id, document=document, who=who, now=clock.now())
     except remote_config.InvalidConfig as exc:
         raise ApiError(422, str(exc)) from None
+    if "access" in stored["document"]:  # without it the gateway keeps its local file's doors
+        whitelist.sync_doors(conn, gateway_id, gateway["site_id"], stored["document"]["access"])
     conn.commit()  # before the publisher looks for it
     request.app.state.downlink.wake()
     return _config_out(conn, _gateway(conn, who, gateway_id))

@@ -3,12 +3,12 @@
 from typing import Annotated, Literal
 
 import psycopg
-from fastapi import APIRouter, Depends, Query
+from fastapi import APIRouter, Depends, Query, Request
 from pydantic import BaseModel, EmailStr, Field
 
 from cloud.api.deps import CipherDep, ClockDep, Conn, allow
 from cloud.api.errors import ApiError
-from cloud.domain import audit, people
+from cloud.domain import audit, people, whitelist
 from cloud.domain.access import MANAGEMENT, OFFICE, Principal, Role
 
 router = APIRouter(prefix="/api/v1/people", tags=["people"])
@@ -139,6 +139,8 @@ def update_person(
     if people.get(conn, who, person_id) is None:
         raise ApiError(404, f"person {person_id} does not exist")
     people.update(conn, cipher, person_id, body.model_dump(exclude_unset=True), actor=who, now=clock.now())
+    if body.full_name is not None:
+        whitelist.touch_person(conn, person_id)  # the label at the door
     found = people.get(conn, who, person_id)
     assert found is not None
     return people.view(found, cipher, masked=False)
@@ -149,26 +151,40 @@ def link_unit(
     person_id: int,
     unit_id: int,
     relation: Annotated[Relation, Query()],
+    request: Request,
     conn: Conn,
     clock: ClockDep,
     who: Annotated[Principal, Depends(allow(*OFFICE))],
 ) -> None:
-    """Record that a person lives in a unit (owner, tenant or family)."""
+    """Record that a person lives in a unit (owner, tenant or family); they get their building's doors."""
     if people.get(conn, who, person_id) is None:
         raise ApiError(404, f"person {person_id} does not exist")
     _unit_in_reach(conn, who, unit_id)
     people.set_occupancy(conn, person_id, unit_id, relation, actor=who, now=clock.now())
+    whitelist.touch_person(conn, person_id)
+    conn.commit()
+    request.app.state.downlink.wake()
 
 
 @router.delete("/{person_id}/units/{unit_id}", status_code=204)
 def unlink_unit(
-    person_id: int, unit_id: int, conn: Conn, clock: ClockDep, who: Annotated[Principal, Depends(allow(*OFFICE))]
+    person_id: int,
+    unit_id: int,
+    request: Request,
+    conn: Conn,
+    clock: ClockDep,
+    who: Annotated[Principal, Depends(allow(*OFFICE))],
 ) -> None:
+    """A person moves out of a unit; they lose their building's doors (with the next whitelist update)."""
     if people.get(conn, who, person_id) is None:
         raise ApiError(404, f"person {person_id} does not exist")
     _unit_in_reach(conn, who, unit_id)
+    sites = whitelist.sites_of_person(conn, person_id)  # before the link goes
     if not people.remove_occupancy(conn, person_id, unit_id, actor=who, now=clock.now()):
         raise ApiError(404, f"person {person_id} does not live in unit {unit_id}")
+    whitelist.touch_sites(conn, sites)
+    conn.commit()
+    request.app.state.downlink.wake()
 
 
 @router.delete("/{person_id}", status_code=204)
@@ -187,6 +203,7 @@ def delete_person(
         raise ApiError(409, f"person {person_id} has a login; deactivate the user instead")
     if conn.execute("SELECT 1 FROM tickets WHERE complainant_id = %s LIMIT 1", (person_id,)).fetchone():
         raise ApiError(409, f"person {person_id} filed tickets; they stay for the record")
+    whitelist.touch_person(conn, person_id)  # before the cascade takes their cards, faces and rights
     conn.execute("DELETE FROM people WHERE id = %s", (person_id,))
     audit.record(
         conn,
