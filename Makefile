@@ -36,6 +36,8 @@ bench: $(STAMP)
 	$(BIN)/python bench/ticket_api.py
 	$(BIN)/python bench/edge_polling.py
 	$(BIN)/python bench/edge_outbox.py
+	$(BIN)/python bench/face_match.py
+	$(BIN)/python bench/face_pipeline.py
 
 lint: $(STAMP)
 	$(BIN)/ruff check .
