@@ -17,18 +17,24 @@ from types import TracebackType
 
 from contract.clock import Clock, SystemClock
 from contract.common import TicketKind
-from contract.gateway_config import DeviceConfig, LoadedGatewayConfig, load_gateway_config
+from contract.gateway_config import AccessConfig, DeviceConfig, DoorConfig, LoadedGatewayConfig, load_gateway_config
 from contract.messages import (
     AlarmMessage,
     BirthMessage,
+    CommandMessage,
     DeviceHealth,
     EventMessage,
     GatewayInfo,
     HealthMessage,
     Reading,
+    encode,
 )
 from contract.profiles import ModbusProfile, MqttProfile
 from contract.topics import Kind
+from edge.access.controller import AccessController
+from edge.access.decide import Passback
+from edge.access.readers import LineReader, MqttReaders
+from edge.access.whitelist import WhitelistStore
 from edge.commands import CommandHandler, ModbusTarget
 from edge.drivers.modbus.bus import BusPool
 from edge.drivers.modbus.poller import ModbusPoller
@@ -41,6 +47,8 @@ from edge.settings import EdgeSettings, parse_mqtt_url
 from edge.uplink import Uplink, edge_version
 
 log = logging.getLogger(__name__)
+
+_NO_DOORS = AccessConfig()
 
 
 class Agent:
@@ -78,6 +86,7 @@ class Agent:
             birth=self._birth,
             on_command=self._command_arrived,
             on_config=self._config_arrived,
+            on_whitelist=self._whitelist_arrived,
             clock=self.clock,
             # both lanes' windows, birth and status: paho never has to queue a message itself
             max_inflight=2 * settings.outbox_window + 10,
@@ -101,6 +110,11 @@ class Agent:
         self.uplink.on_disconnected = self.outbox.disconnected
         self.commands = CommandHandler({}, self.clock)
         self._command_tasks: set[asyncio.Task[None]] = set()
+        #: Door access (edge/access/): the whitelist on disk outlives configurations, and so does
+        #: anti-passback's memory; the controller, readers and cameras are built per configuration.
+        self.whitelist = WhitelistStore(settings.state_dir / f"whitelist-{self.config.gateway.id}.json")
+        self._passback = Passback()
+        self._matcher: tuple[int | None, object] = (None, None)
         self._build_drivers(self.loaded)
         self._driver_tasks: list[asyncio.Task[None]] = []
         self._tasks: list[asyncio.Task[None]] = []
@@ -118,6 +132,8 @@ class Agent:
         )  # fmt: skip
         self.outbox.start()
         self.uplink.start()
+        if self.access is not None and self.access.doors and self.whitelist.version is None:
+            self.access.request_whitelist("no whitelist on disk")
         await self._start_drivers()
         self._tasks.append(asyncio.create_task(self._report_health(), name="health"))
 
@@ -188,14 +204,101 @@ class Agent:
             )
         self.outbox.max_points = self.config.telemetry.max_points
         self.outbox.max_delay = self.config.telemetry.max_delay
+        self._build_access()
+
+    def _build_access(self) -> None:
+        """The door-access controller, its card readers and cameras, when the config has doors."""
+        self.access: AccessController | None = None
+        self.mqtt_readers: MqttReaders | None = None
+        self.line_readers: list[LineReader] = []
+        self.cameras: list[object] = []
+        access = self.config.access
+        if access is None:
+            return
+        self.access = AccessController(
+            access,
+            self.whitelist,
+            self.clock,
+            open_relay=self._open_relay,
+            emit=self.outbox.put,
+            online=self.uplink.connected.is_set,
+            snapshot=self._door_snapshot,
+            passback=self._passback,
+        )
+        mqtt_readers = [r for r in access.readers if r.kind == "mqtt"]
+        if mqtt_readers:
+            local = self.config.local_mqtt_url
+            endpoint = parse_mqtt_url(local) if local else self.settings.uplink_endpoint()
+            self.mqtt_readers = MqttReaders(
+                mqtt_readers, endpoint, f"{self.config.gateway.id}-readers", self.access.credential
+            )
+        self.line_readers = [LineReader(r, self.access.credential) for r in access.readers if r.kind != "mqtt"]
+        if access.cameras:
+            from edge.access.camera import CameraWorker  # OpenCV only on gateways with cameras
+
+            self.cameras = [CameraWorker(c, self._face_matcher, self.access) for c in access.cameras]
+
+    def _face_matcher(self) -> object:
+        """The cameras' matcher over the whitelist's faces, rebuilt when the whitelist changes."""
+        version = self.whitelist.version
+        if version is None:
+            return None
+        if self._matcher[0] != version:
+            from edge.access.faces import FaceMatcher
+
+            self._matcher = (version, FaceMatcher(*self.whitelist.face_index()))
+        return self._matcher[1]
+
+    def _door_snapshot(self, door: str) -> bytes | None:
+        """The latest frame of a camera at `door`, for the alarms raised there."""
+        for worker in self.cameras:
+            if getattr(getattr(worker, "camera", None), "door", None) == door:
+                jpeg = worker.latest_jpeg()  # type: ignore[attr-defined]
+                if jpeg is not None:
+                    return jpeg
+        return None
+
+    async def _open_relay(self, door: DoorConfig) -> None:
+        """Pulse the door's lock relay through the command path (the profile's `open_command`)."""
+        assert door.relay is not None
+        command = CommandMessage(ts=self.clock.now(), device=door.relay, command=door.open_command)
+        ack = await self.commands.execute(encode(command))
+        if ack is not None and ack.status != "succeeded":
+            raise RuntimeError(f"{door.open_command} on {door.relay} {ack.status}: {ack.reason}")
+
+    def _whitelist_arrived(self, payload: bytes) -> None:
+        """On paho's thread: hand the whitelist to the loop."""
+        if self._loop is not None:
+            self._loop.call_soon_threadsafe(self._handle_whitelist, payload)
+
+    def _handle_whitelist(self, payload: bytes) -> None:
+        if self.access is not None:
+            self.access.whitelist_arrived(payload)
+        else:  # no doors now; keep it for when a configuration brings them
+            AccessController(
+                self.config.access or _NO_DOORS, self.whitelist, self.clock,
+                open_relay=self._open_relay, emit=self.outbox.put, online=self.uplink.connected.is_set,
+            ).whitelist_arrived(payload)  # fmt: skip
 
     async def _start_drivers(self) -> None:
         for name, poller in self.pollers.items():
             self._driver_tasks.append(asyncio.create_task(poller.run(), name=f"poll-{name}"))
         if self.listener is not None:
             await self.listener.start()
+        if self.access is not None:
+            self._driver_tasks.append(asyncio.create_task(self.access.run(), name="doors"))
+        if self.mqtt_readers is not None:
+            await self.mqtt_readers.start()
+        for reader in self.line_readers:
+            self._driver_tasks.append(asyncio.create_task(reader.run(), name=f"reader-{reader.reader.name}"))
+        for worker in self.cameras:
+            self._driver_tasks.append(asyncio.create_task(worker.run(), name="camera"))  # type: ignore[attr-defined]
 
     async def _stop_drivers(self) -> None:
+        if self.mqtt_readers is not None:
+            await self.mqtt_readers.stop()
+        if self.access is not None:
+            await self.access.stop()  # pulses in progress switch their coil off first
         for task in self._driver_tasks:
             task.cancel()
         await asyncio.gather(*self._driver_tasks, return_exceptions=True)
@@ -242,6 +345,11 @@ class Agent:
                 self._send_alarm(transition, reading)
         except Exception:  # a fault here is ours, not the device's: keep polling, keep the telemetry
             log.exception("device %s: alarm rules failed on a reading", reading.device)
+        if self.access is not None:
+            try:
+                self.access.reading(reading)  # door contacts: forced and held-open doors
+            except Exception:
+                log.exception("device %s: door watch failed on a reading", reading.device)
         self.outbox.add_reading(reading)
 
     def state(self, device: str, online: bool, reason: str) -> None:
@@ -256,7 +364,9 @@ class Agent:
             ts=self.clock.now(),
             site=self.config.site,
             gateway=GatewayInfo(id=gateway.id, name=gateway.name or gateway.id, version=edge_version()),
-            devices=[info for info in self.loaded.device_infos() if info.name in self.devices],
+            devices=[
+                info for info in self.loaded.device_infos() if info.name in self.devices or info.protocol == "camera"
+            ],
             config_version=self.loaded.version,
         )
 

@@ -61,6 +61,7 @@ class Uplink:
         max_inflight: int = MAX_INFLIGHT,
         reconnect_max_delay: float = RECONNECT_DELAY[1],
         on_config: Callable[[bytes], None] | None = None,
+        on_whitelist: Callable[[bytes], None] | None = None,
         ca_file: str | None = None,
         rng: random.Random | None = None,
     ) -> None:
@@ -71,6 +72,7 @@ class Uplink:
         self._birth = birth
         self._on_command = on_command
         self._on_config = on_config
+        self._on_whitelist = on_whitelist
         self.client = make_client(gateway, endpoint, clean_session=False, ca_file=ca_file)
         self.client.max_inflight_messages_set(max_inflight)
         # 0 = no limit: paho would otherwise refuse messages once its queue is full. Its queue is
@@ -95,6 +97,8 @@ class Uplink:
         self.client.message_callback_add(self.topic(Kind.COMMAND), self._on_command_message)
         if on_config is not None:
             self.client.message_callback_add(self.topic(Kind.CONFIG), self._on_config_message)
+        if on_whitelist is not None:
+            self.client.message_callback_add(self.topic(Kind.ACCESS_WHITELIST), self._on_whitelist_message)
         self._set_will()
         self.connected = threading.Event()
         self.connections = 0
@@ -173,6 +177,8 @@ class Uplink:
         client.subscribe(self.topic(Kind.COMMAND), qos=QOS)
         if self._on_config is not None:  # retained: the broker sends the current version at once
             client.subscribe(self.topic(Kind.CONFIG), qos=QOS)
+        if self._on_whitelist is not None:  # door access: full whitelists and deltas
+            client.subscribe(self.topic(Kind.ACCESS_WHITELIST), qos=QOS)
         self.connected.set()
         if self.on_connected is not None:
             self.on_connected()
@@ -203,6 +209,10 @@ class Uplink:
     def _on_config_message(self, _c: mqtt.Client, _u: object, message: mqtt.MQTTMessage) -> None:
         if self._on_config is not None:
             self._on_config(bytes(message.payload))
+
+    def _on_whitelist_message(self, _c: mqtt.Client, _u: object, message: mqtt.MQTTMessage) -> None:
+        if self._on_whitelist is not None:
+            self._on_whitelist(bytes(message.payload))
 
     def announce(self) -> None:
         """Send the birth again (the devices changed); when not connected, the next connect sends it."""

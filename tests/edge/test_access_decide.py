@@ -47,11 +47,11 @@ def person(pid: int, *cards: Card, rights: list[AccessRight] | None = None, **ex
     )  # fmt: skip
 
 
-def full_whitelist(version: int = 1, **changes: Any) -> WhitelistMessage:
-    """People 1 to 6 and two visitor passes; see each line."""
+def full_whitelist(version: int = 1, at: datetime = MONDAY_4PM_SHANGHAI, **changes: Any) -> WhitelistMessage:
+    """People 1 to 6 and two visitor passes, dates around `at`; see each line."""
     day = timedelta(days=1)
     fields: dict[str, Any] = {
-        "ts": MONDAY_4PM_SHANGHAI,
+        "ts": at,
         "version": version,
         "timezone": "Asia/Shanghai",
         "time_profiles": [OFFICE_HOURS, EVENINGS],
@@ -59,20 +59,22 @@ def full_whitelist(version: int = 1, **changes: Any) -> WhitelistMessage:
         "people": [
             person(1, Card(number="04A3B2C1"), faces=[[0.1] * 128]),  # any time
             person(2, Card(number="11112222", blocked=True)),  # card reported lost
-            person(3, Card(number="33334444", valid_until=MONDAY_4PM_SHANGHAI - day)),  # card expired
-            person(4, Card(number="44445555"), valid_from=MONDAY_4PM_SHANGHAI + day),  # moves in tomorrow
+            person(3, Card(number="33334444", valid_until=at - day)),  # card expired
+            person(4, Card(number="44445555"), valid_from=at + day),  # moves in tomorrow
             person(5, Card(number="55556666"), rights=[AccessRight(doors=["lobby-in"], time_profile="office")]),
-            person(6, Card(number="66667777"), rights=[AccessRight(doors=["garage"])], faces=[[0.2] * 128, [0.3] * 128]),
+            person(
+                6, Card(number="66667777"), rights=[AccessRight(doors=["garage"])], faces=[[0.2] * 128, [0.3] * 128]
+            ),
         ],
         "passes": [
             WhitelistPass(
                 id=PASS_ID, host_person_id=1, salt=SALT, pin_hash=hash_secret(SALT, "4711"),
-                valid_from=MONDAY_4PM_SHANGHAI - day, valid_until=MONDAY_4PM_SHANGHAI + day, uses=2,
+                valid_from=at - day, valid_until=at + day, uses=2,
                 doors=["lobby-in"],
             ),
             WhitelistPass(
                 id=QR_PASS_ID, host_person_id=5, salt=SALT, qr_hash=hash_secret(SALT, "qr-token-1"),
-                valid_from=MONDAY_4PM_SHANGHAI + day, valid_until=MONDAY_4PM_SHANGHAI + 2 * day, uses=1,
+                valid_from=at + day, valid_until=at + 2 * day, uses=1,
                 doors=["lobby-in"],
             ),
         ],
