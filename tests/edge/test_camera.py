@@ -7,6 +7,8 @@ Each test waits for what it expects with a generous deadline; nothing asserts on
 
 import asyncio
 import functools
+import http.server
+import threading
 import time
 from collections.abc import Callable, Iterable
 from pathlib import Path
@@ -213,6 +215,80 @@ async def test_offline_when_the_source_goes_away_and_cleared_when_it_returns(fac
     await steps
     raised = sink.alarm(OFFLINE, "raise")
     assert raised is not None and raised[0] == "cam-gate" and str(video) in raised[3]
+    assert sink.alarms.index(raised) < sink.alarms.index(sink.alarm(OFFLINE, "clear"))
+    assert worker.stats.opened >= 2
+
+
+class MjpegServer:
+    """An HTTP MJPEG camera (multipart/x-mixed-replace, as IP cameras serve it) that can be switched off.
+
+    Off: the open stream ends and new requests get 503, until it is switched on again.
+    """
+
+    def __init__(self, frame: np.ndarray, fps: float = 10.0) -> None:
+        self.up = threading.Event()
+        self.up.set()
+        self.closed = threading.Event()
+        jpeg = cv2.imencode(".jpg", frame)[1].tobytes()
+        server = self
+
+        class Handler(http.server.BaseHTTPRequestHandler):
+            def do_GET(self) -> None:
+                if not server.up.is_set():
+                    self.send_error(503, "camera off")
+                    return
+                self.send_response(200)
+                self.send_header("Content-Type", "multipart/x-mixed-replace; boundary=frame")
+                self.end_headers()
+                try:
+                    while server.up.is_set() and not server.closed.is_set():
+                        head = f"--frame\r\nContent-Type: image/jpeg\r\nContent-Length: {len(jpeg)}\r\n\r\n"
+                        self.wfile.write(head.encode() + jpeg + b"\r\n")
+                        time.sleep(1 / fps)
+                except OSError:
+                    pass
+
+            def log_message(self, *args: Any) -> None:
+                pass
+
+        self.httpd = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.httpd.daemon_threads = True
+        self.url = f"http://127.0.0.1:{self.httpd.server_address[1]}/video.mjpg"
+        threading.Thread(target=self.httpd.serve_forever, daemon=True).start()
+
+    def close(self) -> None:
+        self.closed.set()
+        self.httpd.shutdown()
+        self.httpd.server_close()
+
+
+@sync
+async def test_offline_when_an_http_stream_closes_and_cleared_when_it_returns(faces_dir: Path) -> None:
+    server = MjpegServer(scene(faces_dir / "enroll" / "rose_leslie" / "img1.jpg"))
+    sink = Recorder()
+    worker = CameraWorker(
+        camera(server.url, offline_after=0.5, motion_threshold=1.0),
+        lambda: None,
+        sink,
+        tuning=CameraTuning(reconnect_delay=0.2),
+    )
+
+    async def scenario() -> None:
+        while worker.stats.frames < 5:
+            await asyncio.sleep(0.02)
+        server.up.clear()  # the camera goes away: the stream ends, reconnecting fails
+        while not sink.alarm(OFFLINE, "raise"):
+            await asyncio.sleep(0.05)
+        server.up.set()
+
+    try:
+        steps = asyncio.create_task(scenario())
+        await run_until(worker, lambda: sink.alarm(OFFLINE, "clear"))
+        await steps
+    finally:
+        server.close()
+    raised = sink.alarm(OFFLINE, "raise")
+    assert raised is not None and server.url in raised[3]
     assert sink.alarms.index(raised) < sink.alarms.index(sink.alarm(OFFLINE, "clear"))
     assert worker.stats.opened >= 2
 
