@@ -62,11 +62,13 @@ def parse_input(data: bytes | str) -> Credential:
     text = data.strip()
     if not text:
         raise BadInput("empty")
-    if text.startswith("{"):
+    if text.startswith(("{", "[", '"')):
         try:
             document = json.loads(text)
         except ValueError:
             raise BadInput("not valid JSON") from None
+        if isinstance(document, str):  # a JSON string: the card number
+            return _checked("card", document.strip())
         keys = [k for k in ("card", "pin", "qr") if k in document] if isinstance(document, dict) else []
         if len(keys) != 1:
             raise BadInput('JSON must have exactly one of "card", "pin" or "qr"')
