@@ -3,6 +3,7 @@
 Runs with the system Python before the virtual environment exists, so it uses the standard library only.
 """
 
+import os
 import shutil
 import sys
 from pathlib import Path
@@ -25,6 +26,15 @@ for binary, package in (("mosquitto", "mosquitto"), ("mosquitto_passwd", "mosqui
 if not any(Path(p).exists() for p in DYNSEC_PLUGINS):
     # the gateway-login tests run a broker with it (tests/deploy/test_dynsec.py)
     missing.append("Mosquitto's dynamic-security plugin (mosquitto_dynamic_security.so): apt-get install mosquitto")
+
+# The face tests' photo set lives outside the repository: without it they are skipped (a note here),
+# unless REQUIRE_FACES=1 (.ci/run) makes it a requirement.
+faces = Path(os.environ.get("FACES_DIR") or Path(__file__).resolve().parent.parent.parent / "shared" / "faces")
+if not (faces / "enroll").is_dir() or not (faces / "probes").is_dir():
+    if os.environ.get("REQUIRE_FACES") == "1":
+        missing.append(f"the face photo set at {faces} (enroll/ and probes/; set FACES_DIR)")
+    else:
+        print(f"note: no face photo set at {faces} (set FACES_DIR): the photo tests will be skipped", file=sys.stderr)
 
 if missing:
     print("make test cannot run; missing:", file=sys.stderr)
