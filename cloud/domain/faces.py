@@ -13,19 +13,22 @@ match within the threshold is refused (one face, two people). The encoding is st
 """
 
 import io
+import uuid
 import warnings
 from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-import numpy as np
 import psycopg
 from PIL import Image, ImageOps, UnidentifiedImageError
 
 from cloud.domain import audit, whitelist
 from cloud.domain.access import Principal
 from cloud.security.biometric import FaceCipher
+
+if TYPE_CHECKING:
+    import numpy as np
 
 
 class FaceRefused(ValueError):
@@ -45,8 +48,20 @@ class FaceLimits:
     match_threshold: float
 
 
-def load_photo(data: bytes, limits: FaceLimits) -> np.ndarray:
+def available() -> str | None:
+    """None when face enrolment can run here; else why not (the `faces` extra is not installed)."""
+    try:
+        import face_recognition  # noqa: F401
+        import numpy  # noqa: F401
+    except ImportError as exc:
+        return f"face enrolment is not installed on this server ({exc.name} missing: pip install '.[faces]')"
+    return None
+
+
+def load_photo(data: bytes, limits: FaceLimits) -> "np.ndarray":
     """The photo as an RGB array (EXIF rotation applied), or FaceRefused (422) saying why not."""
+    import numpy as np
+
     if not data:
         raise FaceRefused(422, "photo: the file is empty")
     if len(data) > limits.max_bytes:
@@ -70,7 +85,7 @@ def load_photo(data: bytes, limits: FaceLimits) -> np.ndarray:
     return np.asarray(img)
 
 
-def encode_one_face(image: np.ndarray, limits: FaceLimits) -> np.ndarray:
+def encode_one_face(image: "np.ndarray", limits: FaceLimits) -> list[float]:
     """The encoding of the one face in the image; FaceRefused (422) for none, several or too small.
 
     CPU-heavy (HOG detection, then the ResNet encoding): call it from a worker thread.
@@ -89,7 +104,7 @@ def encode_one_face(image: np.ndarray, limits: FaceLimits) -> np.ndarray:
             422, f"photo: the face is too small ({size} pixels across; at least {limits.min_face_pixels})"
         )
     encodings = face_recognition.face_encodings(image, known_face_locations=boxes, num_jitters=1, model="small")
-    return np.asarray(encodings[0], dtype=np.float64)
+    return [float(v) for v in encodings[0]]
 
 
 def consent(conn: psycopg.Connection, person_id: int) -> dict[str, Any] | None:
@@ -170,16 +185,18 @@ def check_can_enrol(conn: psycopg.Connection, person_id: int, now: datetime) -> 
 
 
 def nearest_other(
-    conn: psycopg.Connection, cipher: FaceCipher, person_id: int, encoding: np.ndarray
+    conn: psycopg.Connection, cipher: FaceCipher, person_id: int, encoding: list[float]
 ) -> tuple[int, float] | None:
     """The other person whose enrolled face is nearest to this encoding, and the distance."""
+    import numpy as np
+
     rows = conn.execute(
         "SELECT person_id, encoding_enc FROM face_enrolments WHERE person_id <> %s", (person_id,)
     ).fetchall()
     if not rows:
         return None
     matrix = np.stack([cipher.decrypt(r["person_id"], r["encoding_enc"]) for r in rows])
-    distances = np.linalg.norm(matrix - encoding, axis=1)
+    distances = np.linalg.norm(matrix - np.asarray(encoding), axis=1)
     best = int(np.argmin(distances))
     return rows[best]["person_id"], float(distances[best])
 
@@ -188,7 +205,7 @@ def enrol(
     conn: psycopg.Connection,
     cipher: FaceCipher,
     person_id: int,
-    encoding: np.ndarray,
+    encoding: list[float],
     *,
     limits: FaceLimits,
     photo: bytes | None,
@@ -209,8 +226,6 @@ def enrol(
         )
     photo_id = None
     if photo is not None:
-        import uuid
-
         photo_id = uuid.uuid4()
         faces_dir.mkdir(parents=True, exist_ok=True)
         (faces_dir / str(photo_id)).write_bytes(photo)

@@ -192,7 +192,7 @@ def build(conn: psycopg.Connection, gateway_id: str, now: datetime, cipher: Face
         ):
             bucket = faces.setdefault(f["person_id"], [])
             if len(bucket) < MAX_FACES:
-                bucket.append(cipher.decrypt(f["person_id"], f["encoding_enc"]).tolist())
+                bucket.append(cipher.decrypt(f["person_id"], f["encoding_enc"]))
         for person_id in ids:
             if person_id not in names or not (cards.get(person_id) or faces.get(person_id)):
                 continue  # nothing to enter with
@@ -348,7 +348,7 @@ def unpublished(conn: psycopg.Connection) -> list[dict[str, Any]]:
     return conn.execute(
         """SELECT m.id, m.gateway_id, g.site_id, m.version, m.body_enc FROM whitelist_messages m
            JOIN gateways g ON g.id = m.gateway_id
-           WHERE m.published_at IS NULL AND m.body_enc IS NOT NULL ORDER BY m.created_at, m.version"""
+           WHERE m.published_at IS NULL AND m.body_enc IS NOT NULL ORDER BY m.seq"""
     ).fetchall()
 
 
@@ -370,7 +370,7 @@ def status(conn: psycopg.Connection, gateway_id: str) -> dict[str, Any]:
     ).fetchone()
     messages = conn.execute(
         """SELECT id, version, base_version, people, passes, removed, created_at, published_at
-           FROM whitelist_messages WHERE gateway_id = %s ORDER BY created_at DESC LIMIT 20""",
+           FROM whitelist_messages WHERE gateway_id = %s ORDER BY seq DESC LIMIT 20""",
         (gateway_id,),
     ).fetchall()
     doors = conn.execute(

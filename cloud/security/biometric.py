@@ -8,8 +8,9 @@ associated data: a ciphertext copied onto another person does not decrypt.
 """
 
 import os
+import struct
+from collections.abc import Sequence
 
-import numpy as np
 from cryptography.hazmat.primitives import hashes
 from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 from cryptography.hazmat.primitives.kdf.hkdf import HKDF
@@ -17,6 +18,8 @@ from cryptography.hazmat.primitives.kdf.hkdf import HKDF
 from contract.access import FACE_DIMENSIONS
 
 _VERSION = b"\x01"
+#: 128 little-endian doubles: the encoding exactly as computed
+_PACK = struct.Struct(f"<{FACE_DIMENSIONS}d")
 
 
 class FaceCipher:
@@ -31,12 +34,12 @@ class FaceCipher:
     def _aad(person_id: int) -> bytes:
         return f"face-encoding:{person_id}".encode()
 
-    def encrypt(self, person_id: int, encoding: np.ndarray) -> bytes:
-        vector = np.asarray(encoding, dtype="<f8")
-        if vector.shape != (FACE_DIMENSIONS,):
-            raise ValueError(f"a face encoding has {FACE_DIMENSIONS} values, not {vector.shape}")
+    def encrypt(self, person_id: int, encoding: Sequence[float]) -> bytes:
+        values = [float(v) for v in encoding]
+        if len(values) != FACE_DIMENSIONS:
+            raise ValueError(f"a face encoding has {FACE_DIMENSIONS} values, not {len(values)}")
         nonce = os.urandom(12)
-        return _VERSION + nonce + self._aead.encrypt(nonce, vector.tobytes(), self._aad(person_id))
+        return _VERSION + nonce + self._aead.encrypt(nonce, _PACK.pack(*values), self._aad(person_id))
 
     def seal(self, context: str, data: bytes) -> bytes:
         """Encrypt other data that carries encodings (a whitelist message), bound to `context`."""
@@ -49,12 +52,11 @@ class FaceCipher:
             raise ValueError(f"{context}: unknown ciphertext version")
         return self._aead.decrypt(blob[1:13], blob[13:], context.encode())
 
-    def decrypt(self, person_id: int, blob: bytes) -> np.ndarray:
+    def decrypt(self, person_id: int, blob: bytes) -> list[float]:
         blob = bytes(blob)
         if blob[:1] != _VERSION:
             raise ValueError("face encoding: unknown ciphertext version")
-        plain = self._aead.decrypt(blob[1:13], blob[13:], self._aad(person_id))
-        return np.frombuffer(plain, dtype="<f8").copy()
+        return list(_PACK.unpack(self._aead.decrypt(blob[1:13], blob[13:], self._aad(person_id))))
 
 
 def face_cipher_from(face_key: str | None, data_key: bytes) -> FaceCipher:

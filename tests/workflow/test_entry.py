@@ -424,3 +424,29 @@ def test_withdrawn_consent_removes_the_face_from_the_cloud_and_the_next_whitelis
     assert [c.number for c in people_of(delta)[person].cards] == ["C0FFEE01"]  # the card path stays
     refused = enrol(entry, person, photo(faces_dir, "enroll/obama/obama.jpg"))
     assert refused.status_code == 409 and "consent" in refused.json()["error"]
+
+
+def test_rights_by_residence_follow_the_units_and_the_status_shows_versions(entry: Entry) -> None:
+    entry.gateway.next()
+    grant_building_one(entry)
+    world, desk = entry.world, entry.world.as_("desk")
+    resident = entry.person("resident")
+    desk.ok("post", f"/api/v1/people/{resident}/cards", {"number": "5EED0001"})
+    added = until(entry, lambda m: resident in people_of(m))
+    # moving from building 1 to building 2: the right names building 1, so they leave the whitelist
+    desk.ok("put", f"/api/v1/people/{resident}/units/{world.a.units['2-201']}?relation=tenant")
+    moved_out = desk.delete(f"/api/v1/people/{resident}/units/{world.a.units['1-101']}")
+    assert moved_out.status_code == 204, moved_out.text
+    removed = until(entry, lambda m: resident in m.removed_people)
+    assert removed.base_version == added.version and removed.people == []
+    desk.ok("put", f"/api/v1/people/{resident}/units/{world.a.units['1-102']}?relation=family")
+    back = until(entry, lambda m: resident in people_of(m))
+    assert back.base_version == removed.version
+
+    status = world.as_("manager").ok("get", f"/api/v1/gateways/{GATEWAY}/whitelist")
+    assert status["version"] == back.version and {d["name"] for d in status["doors"]} == {"b1-main", "b2-main", "gym"}
+    sent = status["messages"]
+    assert sent[0]["version"] == back.version and sent[0]["people"] == 1 and sent[0]["published_at"] is not None
+    assert sent[-1]["base_version"] is None  # the first, full
+    assert world.sql("SELECT count(*) AS n FROM whitelist_messages WHERE body_enc IS NOT NULL")[0]["n"] == 0
+    assert world.as_("manager", estate="b").get(f"/api/v1/gateways/{GATEWAY}/whitelist").status_code == 404

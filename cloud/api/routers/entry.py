@@ -116,6 +116,9 @@ def enrol_face(
     """Enrol a face from a photo: 409 without consent or a card, or when it is another person's face;
     422 when the photo cannot be used (no face, several faces, face too small, unreadable, too large)."""
     _person(conn, who, person_id)
+    missing = faces.available()
+    if missing is not None:
+        raise ApiError(503, missing)
     limits = _limits(request)
     settings = request.app.state.settings
     try:
