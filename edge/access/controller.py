@@ -34,6 +34,8 @@ log = logging.getLogger(__name__)
 
 #: Seconds during which a camera seeing the same face or QR code at a door does not decide again.
 REPEAT_AFTER = 3.0
+#: The contact device's metric that, when true in a reading, counts as a grant (request-to-exit).
+EXIT_BUTTON = "exit_button"
 #: Seconds between checks of held-open doors.
 CHECK_INTERVAL = 0.25
 #: Camera alarm rules: severity, ticket and category of the AlarmMessage.
@@ -245,6 +247,8 @@ class AccessController:
     def reading(self, reading: Reading) -> None:
         """A polled reading; the door contacts among its values drive the door watches."""
         for watch in self._contacts.get(reading.device, []):
+            if reading.values.get(EXIT_BUTTON) is True:  # leaving by the button is not forcing the door
+                watch.granted()
             value = reading.values.get(watch.door.contact_metric)
             if isinstance(value, bool):
                 self._alarms(watch, watch.contact(value))

@@ -138,6 +138,13 @@ def test_a_forced_door_alarm_carries_the_door_cameras_snapshot(tmp_path: Path) -
     assert [a.rule for a in rec.of(Kind.ALARM)] == ["door_forced", "door_held_open"]
 
 
+def test_the_exit_button_is_a_grant(tmp_path: Path) -> None:
+    ctl, rec, clock = controller(tmp_path)
+    ctl.reading(Reading(device="door-ctl", ts=clock.now(), values={"door_open": False, "exit_button": True}))
+    ctl.reading(Reading(device="door-ctl", ts=clock.now(), values={"door_open": True, "exit_button": False}))
+    assert rec.of(Kind.ALARM) == []
+
+
 def test_without_a_whitelist_everything_is_refused_and_a_lock_that_fails_is_reported(tmp_path: Path) -> None:
     async def run() -> None:
         ctl, rec, clock = controller(tmp_path, whitelist=False)
@@ -158,3 +165,18 @@ def test_without_a_whitelist_everything_is_refused_and_a_lock_that_fails_is_repo
         assert failed.kind == "door_open_failed" and failed.device == "door-ctl" and "unreachable" in failed.detail
 
     asyncio.run(run())
+
+
+def test_the_example_door_site_builds_its_doors_readers_and_camera() -> None:
+    from contract.gateway_config import load_gateway_config
+    from edge.agent import Agent
+    from edge.settings import EdgeSettings
+    from tests.edge.conftest import REPO
+
+    loaded = load_gateway_config(REPO / "examples" / "door-site.yaml")
+    agent = Agent(EdgeSettings(), gateway_config=loaded)
+    assert agent.access is not None and set(agent.access.doors) == {"lobby-in", "lobby-out", "garage"}
+    assert set(agent.access.watches) == {"lobby-in", "garage"}
+    assert [r.reader.name for r in agent.line_readers] == ["lobby-keypad", "garage-wedge"]
+    assert agent.mqtt_readers is not None and [c.camera.name for c in agent.cameras] == ["cam-lobby"]  # type: ignore[attr-defined]
+    assert [d.name for d in agent._birth().devices] == ["lobby-ctl", "garage-ctl", "cam-lobby"]
