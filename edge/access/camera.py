@@ -86,6 +86,10 @@ class CameraTuning:
     reference_every: float = 60.0
     #: Quality of the JPEG snapshots (1-100).
     jpeg_quality: int = 80
+    #: Detections in a row (within `confirm_window` s) that must match a person before it is reported:
+    #: one frame's match can be wrong (the shared clip has a stranger at 0.573 in one frame). 1: at once.
+    confirm_frames: int = 2
+    confirm_window: float = 2.0
 
 
 @dataclass
@@ -98,6 +102,7 @@ class CameraStats:
     detections: int = 0  # frames run through face detection
     faces: int = 0
     qr_codes: int = 0
+    unconfirmed: int = 0  # matches held back, waiting for the next detection to confirm them
     opened: int = 0  # times the source was opened
 
 
@@ -157,6 +162,7 @@ class CameraWorker:
         self._bad_since: float | None = None
         self._good_since: float | None = None
         self._condition = ""
+        self._pending: dict[int, tuple[int, float]] = {}  # person id -> (detections in a row, last at)
 
     # -- public ---------------------------------------------------------------------------------
 
@@ -300,7 +306,12 @@ class CameraWorker:
         self._last_detect = at
         small = cv2.resize(gray, (160, 120), interpolation=cv2.INTER_AREA)
         previous, self._motion_ref = self._motion_ref, small
-        if previous is not None and self.camera.motion_threshold > 0:
+        # a match waiting for confirmation looks again even if nothing moved (a person standing still)
+        confirming = any(
+            n < self.tuning.confirm_frames and at - last <= self.tuning.confirm_window
+            for n, last in self._pending.values()
+        )
+        if previous is not None and self.camera.motion_threshold > 0 and not confirming:
             changed = np.count_nonzero(cv2.absdiff(small, previous) > self.tuning.motion_pixel_delta) / small.size
             if changed <= self.camera.motion_threshold:
                 self.stats.motion_skipped += 1
@@ -321,12 +332,20 @@ class CameraWorker:
             if self._latest.seq == seq:
                 self._latest.jpeg, self._latest.jpeg_seq = jpeg, seq
         name, door = self.camera.name, self.camera.door
+        pending = {pid: v for pid, v in self._pending.items() if at - v[1] <= self.tuning.confirm_window}
+        self._pending = {}
         for face in found:
             self.stats.faces += 1
             if matcher is None:
                 person, distance = None, None
             else:
                 person, distance = matcher.match(face.encoding, threshold=self.camera.match_threshold)
+            if person is not None:
+                count = pending.get(person, (0, at))[0] + 1
+                self._pending[person] = (count, at)
+                if count < self.tuning.confirm_frames:
+                    self.stats.unconfirmed += 1
+                    continue
             calls.append(("face_seen", name, door, person, distance, jpeg))
         if token:
             self.stats.qr_codes += 1

@@ -137,15 +137,17 @@ async def test_the_shared_clip_as_a_stream_finds_faces_and_matches_none(faces_di
 
 
 @sync
-async def test_an_enrolled_face_is_recognised_and_a_still_picture_is_detected_once(
+async def test_an_enrolled_face_is_recognised_and_a_still_picture_is_not_detected_again(
     faces_dir: Path, matcher: FaceMatcher, tmp_path: Path
 ) -> None:
-    """Motion gating: a still scene runs through detection once; with threshold 0, at every due frame."""
+    """Motion gating: a still scene runs through detection once, plus once more to confirm the match
+    (a match is reported when two detections in a row agree); with threshold 0, at every due frame."""
     video = write_video(tmp_path / "still.avi", noisy(scene(faces_dir / "probes" / "obama3.jpg"), 30))
     gated = Recorder()
     worker = CameraWorker(camera(video, offline_after=0.5, detect_fps=5), lambda: matcher, gated, tuning=ONCE)
     await run_until(worker, lambda: gated.alarm(OFFLINE, "raise"))
-    assert worker.stats.detections == 1 and worker.stats.motion_skipped >= 2, worker.stats
+    assert worker.stats.detections == 2 and worker.stats.motion_skipped >= 2, worker.stats
+    assert worker.stats.unconfirmed == 1
     assert [(pid, d is not None and d <= 0.6) for _, _, pid, d, _ in gated.faces] == [(PEOPLE.index("obama"), True)]
     assert worker.latest_jpeg() is not None
 
@@ -157,6 +159,30 @@ async def test_an_enrolled_face_is_recognised_and_a_still_picture_is_detected_on
     assert worker.stats.detections >= 3 and worker.stats.motion_skipped == 0, worker.stats
     assert len(always.faces) == worker.stats.detections
     assert {(pid, d) for _, _, pid, d, _ in always.faces} == {(None, None)}  # no whitelist: unknown, no distance
+
+
+@sync
+async def test_a_match_in_a_single_frame_is_not_reported(faces_dir: Path, matcher: FaceMatcher, tmp_path: Path):
+    """Obama for two frames (one detection), then a stranger: the lone match is held back, never reported."""
+    obama = scene(faces_dir / "probes" / "obama3.jpg")
+    stranger = scene(faces_dir / "probes" / "lin-manuel-miranda.png")
+    video = write_video(tmp_path / "glimpse.avi", [obama, obama, *noisy(stranger, 15)])
+    sink = Recorder()
+    worker = CameraWorker(camera(video, offline_after=0.5, detect_fps=5), lambda: matcher, sink, tuning=ONCE)
+    await run_until(worker, lambda: sink.alarm(OFFLINE, "raise"))
+    assert worker.stats.unconfirmed == 1, worker.stats
+    assert sink.faces and {pid for _, _, pid, _, _ in sink.faces} == {None}
+
+    # the same video with confirmation off: the glimpse is reported
+    sink = Recorder()
+    worker = CameraWorker(
+        camera(video, offline_after=0.5, detect_fps=5),
+        lambda: matcher,
+        sink,
+        tuning=CameraTuning(reconnect_delay=3600, confirm_frames=1),
+    )
+    await run_until(worker, lambda: sink.alarm(OFFLINE, "raise"))
+    assert PEOPLE.index("obama") in {pid for _, _, pid, _, _ in sink.faces}
 
 
 @sync
