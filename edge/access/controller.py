@@ -154,19 +154,19 @@ class AccessController:
         """A grant: record the passage, count a pass's use, open the lock."""
         if decision.person_id is not None and self.config.antipassback:
             self.passback.record(decision.person_id, door)
+        watch = self.watches.get(door.name)
+        if watch is not None:
+            watch.granted()
+        if door.relay is not None:  # the lock first: its write goes out as soon as the loop is free
+            task = asyncio.get_running_loop().create_task(self._open(door), name=f"open-{door.name}")
+            self._relay_tasks.add(task)
+            task.add_done_callback(self._relay_tasks.discard)
         if decision.pass_id is not None:
             try:
                 left = self.store.use_pass(decision.pass_id)
                 log.info("door %s: pass %s used, %d use(s) left", door.name, decision.pass_id, left)
             except OSError as exc:
                 log.error("door %s: the use of pass %s could not be saved: %s", door.name, decision.pass_id, exc)
-        watch = self.watches.get(door.name)
-        if watch is not None:
-            watch.granted()
-        if door.relay is not None:
-            task = asyncio.get_running_loop().create_task(self._open(door), name=f"open-{door.name}")
-            self._relay_tasks.add(task)
-            task.add_done_callback(self._relay_tasks.discard)
 
     async def _open(self, door: DoorConfig) -> None:
         try:

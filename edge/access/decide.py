@@ -139,7 +139,7 @@ def decide_secret(whitelist: Whitelist, method: AccessMethod, secret: str, door:
         if expected is None or hash_secret(visitor_pass.salt, secret) != expected:
             continue
         reason = _window(visitor_pass.valid_from, visitor_pass.valid_until, now)
-        if reason is None and visitor_pass.uses <= 0:
+        if reason is None and whitelist.uses_left(visitor_pass) <= 0:
             reason = "pass_used_up"
         if reason is None and door.name not in visitor_pass.doors:
             reason = "no_right"

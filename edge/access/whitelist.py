@@ -3,8 +3,9 @@
 The state is held as a full `WhitelistMessage` (base_version None) at the current version and
 written atomically (temporary file, fsync, rename) after every change, so a restart decides with
 what was last applied. Visitor-pass uses are counted down locally (a PIN works `uses` times even
-offline); a whitelist from the cloud that names the pass again replaces the count with the
-cloud's.
+offline), in a small file of their own beside it (`….uses.json`: uses spent per pass since the
+cloud last sent it), so a use does not rewrite the whole whitelist; a whitelist from the cloud
+that names the pass again brings the cloud's count and the local one starts again from it.
 
 Lookups are indexed: cards by number (case-insensitive), people by id, and for cameras a face
 index (ids and a float32 matrix) rebuilt lazily after each change.
@@ -37,8 +38,10 @@ def card_key(number: str) -> str:
 class Whitelist:
     """One whitelist version, indexed for the door's lookups. Read-only for deciders."""
 
-    def __init__(self, message: WhitelistMessage) -> None:
+    def __init__(self, message: WhitelistMessage, spent: dict[UUID, int] | None = None) -> None:
         self.message = message
+        #: Uses of each pass made at this gateway since the cloud sent the pass (the store's).
+        self.spent = spent if spent is not None else {}
         self.version = message.version
         self.timezone = message.timezone
         self.time_profiles: dict[str, TimeProfile] = {p.id: p for p in message.time_profiles or []}
@@ -56,14 +59,19 @@ class Whitelist:
     def card(self, number: str) -> tuple[WhitelistPerson, Card] | None:
         return self.cards.get(card_key(number))
 
+    def uses_left(self, visitor_pass: WhitelistPass) -> int:
+        return max(0, visitor_pass.uses - self.spent.get(visitor_pass.id, 0))
+
 
 class WhitelistStore:
     """The current whitelist, on disk under the agent's state folder; `apply` takes the cloud's messages."""
 
     def __init__(self, path: Path) -> None:
         self.path = Path(path)
+        self.uses_path = self.path.with_suffix(".uses.json")
         self.current: Whitelist | None = None
         self._faces: tuple[Any, Any] | None = None
+        self._spent: dict[UUID, int] = {}
         self._load()
 
     @property
@@ -81,7 +89,14 @@ class WhitelistStore:
             log.error("whitelist: %s cannot be read (%s); asking the cloud for a full one", self.path, exc)
             return
         try:
-            self.current = Whitelist(WhitelistMessage.model_validate_json(text))
+            spent = json.loads(self.uses_path.read_text(encoding="utf-8")) if self.uses_path.exists() else {}
+            self._spent = {UUID(k): int(v) for k, v in spent.items()}
+        except (OSError, ValueError, TypeError, AttributeError) as exc:
+            log.error(
+                "whitelist: %s cannot be read (%s); pass uses count from the cloud's figures", self.uses_path, exc
+            )
+        try:
+            self.current = Whitelist(WhitelistMessage.model_validate_json(text), self._spent)
         except ValidationError as exc:
             log.error("whitelist: %s is not a valid whitelist (%s); asking the cloud for a full one", self.path, exc)
             return
@@ -89,23 +104,15 @@ class WhitelistStore:
         _settle()
 
     def _save(self, message: WhitelistMessage) -> None:
-        """Write to a temporary file, flush it to disk, then rename over the old one."""
-        self.path.parent.mkdir(parents=True, exist_ok=True)
-        tmp = self.path.with_suffix(self.path.suffix + ".tmp")
-        with tmp.open("w", encoding="utf-8") as fh:
-            fh.write(message.model_dump_json(exclude_none=True))
-            fh.flush()
-            os.fsync(fh.fileno())
-        os.replace(tmp, self.path)
-        directory = os.open(self.path.parent, os.O_RDONLY)
-        try:
-            os.fsync(directory)
-        finally:
-            os.close(directory)
+        _write_atomically(self.path, message.model_dump_json(exclude_none=True))
+
+    def _save_spent(self) -> None:
+        _write_atomically(self.uses_path, json.dumps({str(k): v for k, v in self._spent.items()}))
 
     def _set(self, message: WhitelistMessage) -> None:
         self._save(message)
-        self.current = Whitelist(message)
+        self._save_spent()
+        self.current = Whitelist(message, self._spent)
         self._faces = None
         _settle()
 
@@ -122,11 +129,14 @@ class WhitelistStore:
             log.info("whitelist: version %d ignored, version %d is held", msg.version, held)
             return True
         if msg.base_version is None:
+            self._spent.clear()  # every pass comes with the cloud's count
             self._set(msg)
         else:
             if self.current is None or msg.base_version != held:
                 log.warning("whitelist: delta %d->%d does not apply to version %s", msg.base_version, msg.version, held)
                 return False
+            for pass_id in [*(p.id for p in msg.passes), *msg.removed_passes]:
+                self._spent.pop(pass_id, None)
             self._set(_merge(self.current.message, msg))
         assert self.current is not None
         log.info(
@@ -139,10 +149,9 @@ class WhitelistStore:
     def use_pass(self, pass_id: UUID) -> int:
         """Count one use of a visitor pass down, on disk; the uses left."""
         assert self.current is not None
-        message = self.current.message
-        passes = [p.model_copy(update={"uses": max(0, p.uses - 1)}) if p.id == pass_id else p for p in message.passes]
-        self._set(message.model_copy(update={"passes": passes}))
-        return self.current.passes[pass_id].uses
+        self._spent[pass_id] = self._spent.get(pass_id, 0) + 1
+        self._save_spent()
+        return self.current.uses_left(self.current.passes[pass_id])
 
     # -- faces ---------------------------------------------------------------------------------
 
@@ -167,6 +176,22 @@ class WhitelistStore:
     def dump(self) -> dict[str, Any]:
         """The held whitelist as JSON data (for logs and tests)."""
         return json.loads(self.current.message.model_dump_json()) if self.current else {}
+
+
+def _write_atomically(path: Path, text: str) -> None:
+    """Write to a temporary file, flush it to disk, then rename over the old one."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_suffix(path.suffix + ".tmp")
+    with tmp.open("w", encoding="utf-8") as fh:
+        fh.write(text)
+        fh.flush()
+        os.fsync(fh.fileno())
+    os.replace(tmp, path)
+    directory = os.open(path.parent, os.O_RDONLY)
+    try:
+        os.fsync(directory)
+    finally:
+        os.close(directory)
 
 
 def _settle() -> None:

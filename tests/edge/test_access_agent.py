@@ -287,7 +287,10 @@ def test_decisions_while_the_broker_is_down_arrive_after_it_returns(
                 assert [d.granted for d in agent.access.decisions] == [True, True, True, True]
                 # the lock opened twice more, offline (two pulses may overlap: on, on, off, off)
                 await until(lambda: coil.count(True) == 3 and coil.count(False) == 3)
-                assert agent.whitelist.current is not None and agent.whitelist.current.passes[PASS_ID].uses == 1
+                assert (
+                    agent.whitelist.current is not None
+                    and agent.whitelist.current.uses_left(agent.whitelist.current.passes[PASS_ID]) == 1
+                )
 
                 broker.start()  # same port, same persistence: the recorder's session is waiting
                 await until(lambda: len(access_events(recorder)) == 4, timeout=30)

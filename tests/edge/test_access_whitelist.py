@@ -81,6 +81,12 @@ def test_pass_uses_reset_to_the_clouds_count_when_it_sends_the_pass_again(tmp_pa
     store = WhitelistStore(tmp_path / "wl.json")
     store.apply(full_whitelist())
     assert store.use_pass(PASS_ID) == 1
-    store.apply(full_whitelist(version=2))
-    assert store.current is not None and store.current.passes[PASS_ID].uses == 2
+    assert store.uses_path.exists() and WhitelistStore(store.path).use_pass(PASS_ID) == 0  # kept across restarts
+    store = WhitelistStore(store.path)
+    assert store.current is not None and store.current.uses_left(store.current.passes[PASS_ID]) == 0
+    store.apply(delta(2, 1, passes=[store.current.passes[PASS_ID]]))  # the cloud sends the pass again
+    assert store.current is not None and store.current.uses_left(store.current.passes[PASS_ID]) == 2
+    store.use_pass(PASS_ID)
+    store.apply(full_whitelist(version=3))
+    assert store.current is not None and store.current.uses_left(store.current.passes[PASS_ID]) == 2
     assert MONDAY_4PM_SHANGHAI + timedelta(0) == store.current.message.ts
