@@ -216,8 +216,12 @@ class CameraWorker:
                     await self._call("camera_alarm", self.camera.name, OFFLINE, "clear", "pictures again")
                 assert at is not None
                 due = self._last_detect is None or at - self._last_detect >= interval
-                matcher = self.matcher() if due else None
-                calls = await asyncio.to_thread(self._analyse, image, seq, at, due, matcher)
+                try:
+                    matcher = self.matcher() if due else None
+                    calls = await asyncio.to_thread(self._analyse, image, seq, at, due, matcher)
+                except Exception:  # one bad frame or whitelist must not stop the camera
+                    log.exception("camera %s: analysing a frame failed", self.camera.name)
+                    continue
                 for call in calls:
                     await self._call(*call)
         finally:

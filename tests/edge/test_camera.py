@@ -186,6 +186,24 @@ async def test_a_match_in_a_single_frame_is_not_reported(faces_dir: Path, matche
 
 
 @sync
+async def test_a_failing_whitelist_does_not_stop_the_camera(faces_dir: Path, matcher: FaceMatcher, tmp_path: Path):
+    video = write_video(tmp_path / "still.avi", noisy(scene(faces_dir / "probes" / "obama3.jpg"), 30))
+    calls = []
+
+    def flaky() -> FaceMatcher:
+        calls.append(1)
+        if len(calls) == 1:
+            raise RuntimeError("whitelist being replaced")
+        return matcher
+
+    sink = Recorder()
+    worker = CameraWorker(camera(video, offline_after=0.5, motion_threshold=0), flaky, sink, tuning=ONCE)
+    await run_until(worker, lambda: sink.alarm(OFFLINE, "raise"))
+    assert len(calls) >= 3
+    assert PEOPLE.index("obama") in {pid for _, _, pid, _, _ in sink.faces}
+
+
+@sync
 async def test_several_faces_in_one_frame_are_each_reported(faces_dir: Path, matcher: FaceMatcher, tmp_path: Path):
     video = write_video(tmp_path / "two.avi", noisy(scene(faces_dir / "probes" / "two_people.jpg"), 10))
     sink = Recorder()
