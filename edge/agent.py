@@ -31,7 +31,7 @@ from contract.messages import (
 )
 from contract.profiles import ModbusProfile, MqttProfile
 from contract.topics import Kind
-from edge.access.controller import AccessController
+from edge.access.controller import AccessController, covers, snapshot_event
 from edge.access.decide import Passback
 from edge.access.readers import LineReader, MqttReaders
 from edge.access.whitelist import WhitelistStore
@@ -384,6 +384,25 @@ class Agent:
             message=transition.message,
         )
         self.outbox.put(Kind.ALARM, alarm)
+        if transition.action == "raise" and self.cameras:
+            self._area_snapshots(transition.device, rule.id)
+
+    def _area_snapshots(self, device: str, rule: str) -> None:
+        """The latest frame of every camera whose area holds `device`, attached to its alarm."""
+        config = self.devices.get(device)
+        if config is None:
+            return
+        for worker in self.cameras:
+            camera = worker.camera  # type: ignore[attr-defined]
+            if not covers(camera.location, config.location):
+                continue
+            try:
+                jpeg = worker.latest_jpeg()  # type: ignore[attr-defined]
+            except Exception:  # a snapshot is a help, never a reason to lose the alarm
+                log.exception("camera %s: no snapshot for the alarm %s of %s", camera.name, rule, device)
+                continue
+            if jpeg is not None:
+                self.outbox.put(Kind.EVENT, snapshot_event(self.clock.now(), camera.name, device, rule, jpeg))
 
     def health(self) -> HealthMessage:
         """The agent's own health: uptime, the outbox, and how polling each Modbus device goes."""

@@ -16,11 +16,12 @@ import asyncio
 import base64
 import logging
 from collections.abc import Awaitable, Callable
+from datetime import datetime
 from typing import Literal
 
 from contract.access import AccessEvent, WhitelistMessage, WhitelistRequest
 from contract.clock import Clock
-from contract.common import Category, Severity, TicketKind
+from contract.common import Category, Location, Severity, TicketKind
 from contract.envelope import Envelope
 from contract.gateway_config import AccessConfig, DoorConfig, ReaderConfig
 from contract.messages import AlarmMessage, EventMessage, InvalidMessage, Reading, decode
@@ -45,6 +46,22 @@ CAMERA_RULES: dict[str, tuple[Severity, TicketKind, Category]] = {
 }
 
 OpenRelay = Callable[[DoorConfig], Awaitable[None]]
+
+
+def covers(camera: Location, device: Location) -> bool:
+    """Whether a camera at `camera` watches a device at `device`: same building, and the same floor
+    and room where the camera's location names them (a camera with no building covers nothing)."""
+    if camera.building is None or camera.building != device.building:
+        return False
+    return all(getattr(camera, f) is None or getattr(camera, f) == getattr(device, f) for f in ("floor", "room"))
+
+
+def snapshot_event(ts: datetime, camera: str, device: str, rule: str, jpeg: bytes) -> EventMessage:
+    """The `alarm_snapshot` event that attaches a camera's frame to a device's alarm in the cloud."""
+    data = {"alarm_device": device, "rule": rule, "jpeg": base64.b64encode(jpeg).decode()}
+    return EventMessage(ts=ts, device=camera, kind="alarm_snapshot", data=data)
+
+
 Emit = Callable[[Kind, Envelope], None]
 
 
@@ -279,8 +296,7 @@ class AccessController:
         camera = next((c.name for c in self.config.cameras if c.door == door.name), None)
         if jpeg is None or camera is None:
             return
-        data = {"alarm_device": device, "rule": rule, "jpeg": base64.b64encode(jpeg).decode()}
-        self.emit(Kind.EVENT, EventMessage(ts=self.clock.now(), device=camera, kind="alarm_snapshot", data=data))
+        self.emit(Kind.EVENT, snapshot_event(self.clock.now(), camera, device, rule, jpeg))
 
     async def run(self) -> None:
         """Check held-open doors until cancelled."""

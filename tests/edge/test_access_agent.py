@@ -7,6 +7,7 @@ event through the outbox, decided offline while the broker is down and delivered
 """
 
 import asyncio
+import base64
 import os
 import time
 from datetime import UTC, datetime
@@ -308,3 +309,50 @@ def test_decisions_while_the_broker_is_down_arrive_after_it_returns(
     ]  # fmt: skip
     assert all(e["granted"] and e["whitelist_version"] == 1 for e in events)
     assert recorder.of_kind("access/request") == []  # a whitelist was on disk: nothing to ask
+
+
+def test_a_camera_at_the_door_attaches_its_frame_to_alarms_there(
+    tmp_path: Path, mqtt_url: str, unique_id: str, mqtt_recorder: MqttRecorder, faces_dir: Path
+) -> None:
+    """A real CameraWorker on the shared clip: the agent announces it, and its latest frame goes with
+    the door's forced alarm (the door's camera) and with the door controller's own alarm rule (the
+    camera's area: the same building)."""
+    site, gateway = unique_id, f"{unique_id}-gw"
+    loaded = door_site(tmp_path, site, gateway)
+    document = yaml.safe_load(loaded.path.read_text())
+    document["devices"][0]["location"] = {"building": "1", "floor": "1", "room": "Lobby"}
+    clip = faces_dir / "probes" / "short_hamilton_clip.mp4"
+    document["access"]["cameras"] = [
+        {"name": "cam-lobby", "source": str(clip), "door": "lobby-in", "location": {"building": "1"}, "detect_fps": 1}
+    ]
+    loaded.path.write_text(yaml.safe_dump(document, sort_keys=False))
+    loaded = load_gateway_config(loaded.path)
+    mqtt_recorder.subscribe(f"community/v1/{site}/{gateway}/#")
+
+    def snapshots() -> list[dict[str, Any]]:
+        events = (m.json() for m in mqtt_recorder.of_kind("event"))
+        return [e for e in events if e["kind"] == "alarm_snapshot"]
+
+    async def run() -> None:
+        async with ModbusSimulation(loaded) as sim:
+            agent = Agent(EdgeSettings(mqtt_url=mqtt_url), gateway_config=loaded, backoff_cap=0.5)
+            await agent.start()
+            try:
+                birth = (await until(lambda: mqtt_recorder.of_kind("birth")))[0].json()
+                assert [(d["name"], d["protocol"]) for d in birth["devices"]] == [
+                    ("door-ctl", "modbus"), ("cam-lobby", "camera"),
+                ]  # fmt: skip
+                assert agent.access is not None
+                await until(lambda: agent.cameras[0].latest_jpeg() is not None)  # type: ignore[attr-defined]
+                await until(lambda: agent.access.watches["lobby-in"].open is False)
+                sim.set("door-ctl", "door_open", True)  # forced: the controller's alarm, the door's camera
+                (door,) = await until(snapshots)
+                assert door["device"] == "cam-lobby" and door["data"]["alarm_device"] == "door-ctl"
+                assert door["data"]["rule"] == "door_forced"
+                assert base64.b64decode(door["data"]["jpeg"])[:2] == b"\xff\xd8"
+                sim.set("door-ctl", "forced_open", True)  # the profile's own rule: the camera's area
+                await until(lambda: len(snapshots()) == 2)
+            finally:
+                await agent.stop()
+
+    asyncio.run(run())

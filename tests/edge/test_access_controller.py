@@ -180,3 +180,17 @@ def test_the_example_door_site_builds_its_doors_readers_and_camera() -> None:
     assert [r.reader.name for r in agent.line_readers] == ["lobby-keypad", "garage-wedge"]
     assert agent.mqtt_readers is not None and [c.camera.name for c in agent.cameras] == ["cam-lobby"]  # type: ignore[attr-defined]
     assert [d.name for d in agent._birth().devices] == ["lobby-ctl", "garage-ctl", "cam-lobby"]
+
+
+def test_which_devices_a_camera_covers() -> None:
+    from contract.common import Location
+    from edge.access.controller import covers
+
+    lobby = Location(building="1", floor="1", room="Lobby")
+    assert covers(Location(building="1"), lobby)
+    assert covers(Location(building="1", floor="1"), lobby)
+    assert covers(lobby, lobby)
+    assert not covers(Location(building="1", floor="2"), lobby)
+    assert not covers(Location(building="2"), lobby)
+    assert not covers(Location(), lobby)  # a camera placed nowhere covers nothing
+    assert not covers(Location(building="1", room="Garage"), lobby)
