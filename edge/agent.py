@@ -315,6 +315,8 @@ class Agent:
         self._build_drivers(loaded)
         await self._start_drivers()
         self.uplink.announce()
+        if self.access is not None and self.access.doors and self.whitelist.version is None:
+            self.access.request_whitelist("doors configured, no whitelist on disk")
         log.info("agent: now serving %d device(s) (configuration version %s)", len(self.devices), loaded.version)
 
     def _config_arrived(self, payload: bytes) -> None:

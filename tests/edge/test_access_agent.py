@@ -356,3 +356,46 @@ def test_a_camera_at_the_door_attaches_its_frame_to_alarms_there(
                 await agent.stop()
 
     asyncio.run(run())
+
+
+def test_doors_pushed_by_the_cloud_start_at_once_and_ask_for_a_whitelist(
+    tmp_path: Path, mqtt_url: str, unique_id: str, mqtt_recorder: MqttRecorder
+) -> None:
+    """A gateway running without doors gets a configuration with them: readers start, the agent asks
+    for the whitelist, and a swipe after it arrives opens the lock."""
+    from contract.messages import ConfigMessage
+
+    site, gateway = unique_id, f"{unique_id}-gw"
+    with_doors = door_site(tmp_path, site, gateway)
+    document = yaml.safe_load(with_doors.path.read_text())
+    pushed = {"devices": document["devices"], "access": document["access"]}
+    document.pop("access")
+    with_doors.path.write_text(yaml.safe_dump(document, sort_keys=False))
+    without = load_gateway_config(with_doors.path)
+    mqtt_recorder.subscribe(f"community/v1/{site}/{gateway}/#")
+
+    async def run() -> None:
+        sim = ModbusSimulation(with_doors)
+        coil = record_coil(sim.device("door-ctl"))
+        async with sim:
+            agent = Agent(EdgeSettings(mqtt_url=mqtt_url), gateway_config=without, backoff_cap=0.5)
+            await agent.start()
+            try:
+                await until(agent.uplink.connected.is_set)
+                assert agent.access is None
+                config = ConfigMessage(ts=datetime.now(UTC), version=1, config=pushed)
+                publish(mqtt_url, topic(site, gateway, Kind.CONFIG), encode(config), retain=True)
+                (request,) = await until(lambda: mqtt_recorder.of_kind("access/request"))
+                assert request.json()["reason"] == "doors configured, no whitelist on disk"
+                publish(mqtt_url, topic(site, gateway, Kind.ACCESS_WHITELIST), encode(whitelist_v1()))
+                await until(lambda: agent.whitelist.version == 1)
+                assert agent.mqtt_readers is not None
+                await asyncio.wait_for(agent.mqtt_readers.subscribed.wait(), 10)
+                publish(mqtt_url, f"readers/{site}/lobby", b"04A3B2C1")
+                (event,) = await until(lambda: access_events(mqtt_recorder))
+                assert event["granted"] and event["source"] == "lobby-reader"
+                await until(lambda: coil == [True, False])
+            finally:
+                await agent.stop()
+
+    asyncio.run(run())
