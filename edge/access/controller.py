@@ -37,6 +37,8 @@ log = logging.getLogger(__name__)
 REPEAT_AFTER = 3.0
 #: The contact device's metric that, when true in a reading, counts as a grant (request-to-exit).
 EXIT_BUTTON = "exit_button"
+#: Base64 characters of a snapshot an AccessEvent may carry (contract.access.AccessEvent.snapshot_jpeg).
+MAX_SNAPSHOT = 700_000
 #: Seconds between checks of held-open doors.
 CHECK_INTERVAL = 0.25
 #: Camera alarm rules: severity, ticket and category of the AlarmMessage.
@@ -206,6 +208,13 @@ class AccessController:
             f" person {decision.person_id}" if decision.person_id is not None else "",
             decision.reason or "ok",
         )  # fmt: skip
+        snapshot = base64.b64encode(jpeg).decode() if jpeg else None
+        detail = decision.detail
+        if snapshot is not None and len(snapshot) > MAX_SNAPSHOT:  # the event matters more than the picture
+            log.warning(
+                "door %s: a %d-byte snapshot is too large for the event; left out", decision.door, len(jpeg or b"")
+            )
+            snapshot, detail = None, ((detail + "; ") if detail else "") + "snapshot too large, left out"
         event = AccessEvent(
             ts=self.clock.now(),
             door=decision.door,
@@ -216,11 +225,11 @@ class AccessController:
             pass_id=decision.pass_id,
             card=decision.card,
             distance=distance,
-            snapshot_jpeg=base64.b64encode(jpeg).decode() if jpeg else None,
+            snapshot_jpeg=snapshot,
             offline=not self.online(),
             whitelist_version=self.store.version,
             source=source[:64],
-            detail=decision.detail,
+            detail=detail,
         )
         self.emit(Kind.ACCESS_EVENT, event)
 

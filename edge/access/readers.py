@@ -203,14 +203,14 @@ class LineReader:
                 return
             self._feed(chunk)
 
-        loop.add_reader(fd, readable)
-        self.opened.set()
-        log.info("reader %s: reading %s", self.reader.name, self.reader.path)
         try:
+            loop.add_reader(fd, readable)
+            self.opened.set()
+            log.info("reader %s: reading %s", self.reader.name, self.reader.path)
             await closed
         finally:
             self.opened.clear()
-            loop.remove_reader(fd)
+            loop.remove_reader(fd)  # (nothing to remove when add_reader failed)
             if port is not None:
                 port.close()
             else:
@@ -228,6 +228,8 @@ class LineReader:
             return port, port.fileno()
         # A FIFO opened read-write never reads end-of-file when a writer closes it.
         mode = stat.S_IFMT(os.stat(self.reader.path).st_mode)
+        if mode == stat.S_IFREG:
+            raise OSError("a regular file cannot be watched for typing: use a FIFO (mkfifo) or a terminal device")
         flags = (os.O_RDWR if mode == stat.S_IFIFO else os.O_RDONLY) | os.O_NONBLOCK | os.O_NOCTTY
         return None, os.open(self.reader.path, flags)
 

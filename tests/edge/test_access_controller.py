@@ -194,3 +194,13 @@ def test_which_devices_a_camera_covers() -> None:
     assert not covers(Location(building="2"), lobby)
     assert not covers(Location(), lobby)  # a camera placed nowhere covers nothing
     assert not covers(Location(building="1", room="Garage"), lobby)
+
+
+def test_a_snapshot_too_large_for_the_event_is_left_out_not_the_event(tmp_path: Path) -> None:
+    async def run() -> None:
+        ctl, rec, _ = controller(tmp_path)
+        ctl.face_seen("cam-lobby", "lobby-in", 1, 0.4, b"\xff" * 600_000)
+        (event,) = rec.of(Kind.ACCESS_EVENT)
+        assert event.granted and event.snapshot_jpeg is None and event.detail == "snapshot too large, left out"
+
+    asyncio.run(run())

@@ -118,3 +118,20 @@ def test_a_keyboard_reader_reads_a_fifo_and_reopens_a_missing_path(tmp_path: Pat
 
     asyncio.run(run())
     assert [c.value for _, c in seen] == ["11112222", "33334444"]
+
+
+def test_a_regular_file_is_refused_with_the_reason(tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
+    path = tmp_path / "typed.txt"
+    path.write_text("04A3B2C1\n")
+    seen, on_credential = collect()
+    reader = ReaderConfig(name="wedge", door="gate", kind="keyboard", path=str(path))
+
+    async def run() -> None:
+        worker = LineReader(reader, on_credential, retry=0.05, retry_cap=0.1)  # type: ignore[arg-type]
+        task = asyncio.create_task(worker.run())
+        await until(lambda: "use a FIFO (mkfifo) or a terminal device" in caplog.text)
+        task.cancel()
+        await asyncio.gather(task, return_exceptions=True)
+
+    asyncio.run(run())
+    assert seen == []
