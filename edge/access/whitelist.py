@@ -101,7 +101,7 @@ class WhitelistStore:
             log.error("whitelist: %s is not a valid whitelist (%s); asking the cloud for a full one", self.path, exc)
             return
         log.info("whitelist: version %d from %s (%d people)", self.current.version, self.path, len(self.current.people))
-        _settle()
+        _settle(self.current)
 
     def _save(self, message: WhitelistMessage) -> None:
         _write_atomically(self.path, message.model_dump_json(exclude_none=True))
@@ -114,7 +114,7 @@ class WhitelistStore:
         self._save_spent()
         self.current = Whitelist(message, self._spent)
         self._faces = None
-        _settle()
+        _settle(self.current)
 
     # -- applying ------------------------------------------------------------------------------
 
@@ -194,15 +194,23 @@ def _write_atomically(path: Path, text: str) -> None:
         os.close(directory)
 
 
-def _settle() -> None:
-    """Take what is alive now out of the cyclic garbage collector's scans (`gc.freeze`).
+#: Entries (people and passes) from which a whitelist is taken out of the garbage collector's scans.
+FREEZE_FROM = 1000
+
+
+def _settle(whitelist: Whitelist) -> None:
+    """Take what is alive now out of the cyclic garbage collector's scans (`gc.freeze`), for a large
+    whitelist.
 
     A whitelist of 100,000 people is millions of objects; a full collection over them stops the
     event loop for about half a second, which would be a swipe waiting that long. They are
     long-lived and freed by reference counting when a new version replaces them, so the
-    collector has no reason to look at them.
+    collector has no reason to look at them. (What else is alive at that moment is frozen too:
+    cyclic garbage it later becomes is not collected, which is why small whitelists, cheap to
+    scan, are left alone.)
     """
-    gc.freeze()
+    if len(whitelist.people) + len(whitelist.passes) >= FREEZE_FROM:
+        gc.freeze()
 
 
 def _merge(base: WhitelistMessage, delta: WhitelistMessage) -> WhitelistMessage:

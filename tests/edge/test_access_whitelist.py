@@ -90,3 +90,20 @@ def test_pass_uses_reset_to_the_clouds_count_when_it_sends_the_pass_again(tmp_pa
     store.apply(full_whitelist(version=3))
     assert store.current is not None and store.current.uses_left(store.current.passes[PASS_ID]) == 2
     assert MONDAY_4PM_SHANGHAI + timedelta(0) == store.current.message.ts
+
+
+def test_a_large_whitelist_is_taken_out_of_the_garbage_collectors_scans(tmp_path: Path) -> None:
+    import gc
+
+    from edge.access.whitelist import FREEZE_FROM
+
+    gc.unfreeze()
+    try:
+        store = WhitelistStore(tmp_path / "wl.json")
+        store.apply(full_whitelist())
+        assert gc.get_freeze_count() == 0  # small: left alone
+        many = [person(i, Card(number=f"{0x10000000 + i:08X}")) for i in range(FREEZE_FROM)]
+        store.apply(full_whitelist(version=2, people=many))
+        assert gc.get_freeze_count() > FREEZE_FROM
+    finally:
+        gc.unfreeze()
