@@ -2,8 +2,9 @@
 
 A door is a gateway's door as its pushed configuration names it (`access.doors`), identified by
 gateway id and door name. A right grants doors at the times of a time profile (or at any time)
-to one person, or to every resident of a building (who lives there is read from the units, so a
-new tenant gets the building's doors and a leaving one loses them). Every change marks the
+to one person, to every resident of a building, or to every resident of the site (common areas);
+who lives where is read from the units, so a new tenant gets the building's doors and a leaving
+one loses them. Every change marks the
 affected gateways for a whitelist rebuild in the same transaction.
 """
 
@@ -146,7 +147,10 @@ def doors_of_person(conn: psycopg.Connection, person_id: int) -> set[tuple[str, 
            FROM access_rights r, jsonb_array_elements(r.doors) d
            WHERE r.person_id = %(p)s
               OR r.building_id IN (SELECT u.building_id FROM unit_occupants uo JOIN units u ON u.id = uo.unit_id
-                                   WHERE uo.person_id = %(p)s)""",
+                                   WHERE uo.person_id = %(p)s)
+              OR (r.site_residents AND r.site_id IN (
+                    SELECT b.site_id FROM unit_occupants uo JOIN units u ON u.id = uo.unit_id
+                    JOIN buildings b ON b.id = u.building_id WHERE uo.person_id = %(p)s))""",
         {"p": person_id},
     ).fetchall()
     return {(r["gateway_id"], r["door"]) for r in rows}
@@ -215,9 +219,19 @@ def add_right(conn: psycopg.Connection, values: dict[str, Any], *, who: Principa
         if found is None or found["site_id"] != site:
             raise AccessRefused(422, f"building_id: no building {values['building_id']} at site {site}")
     row = conn.execute(
-        """INSERT INTO access_rights (site_id, person_id, building_id, time_profile_id, doors, created_at, created_by)
-           VALUES (%s, %s, %s, %s, %s, %s, %s) RETURNING *""",
-        (site, values.get("person_id"), values.get("building_id"), profile, Jsonb(values["doors"]), now, who.actor),
+        """INSERT INTO access_rights (site_id, person_id, building_id, site_residents, time_profile_id, doors,
+                                      created_at, created_by)
+           VALUES (%s, %s, %s, %s, %s, %s, %s, %s) RETURNING *""",
+        (
+            site,
+            values.get("person_id"),
+            values.get("building_id"),
+            bool(values.get("site_residents")),
+            profile,
+            Jsonb(values["doors"]),
+            now,
+            who.actor,
+        ),
     ).fetchone()
     assert row is not None
     audit.record(conn, actor=who, action="create", entity="access_rights", entity_id=row["id"], now=now, after=row)

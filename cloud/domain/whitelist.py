@@ -10,9 +10,10 @@ that is new (no version yet) or asked for the full whitelist (a WhitelistRequest
 lane sets `full_requested`) gets a full one. Messages are queued in `whitelist_messages`
 (encrypted, since they carry face encodings) and published QoS 1, not retained.
 
-Who is on a gateway's whitelist: every person with a right on one of its doors (directly, or as a
-resident of a building a right names) who holds a card or an enrolled face; their cards (lost
-ones as `blocked`), their face encodings only while their consent stands, their rights on this
+Who is on a gateway's whitelist: every person with a right on one of its doors (directly, as a
+resident of a building a right names, or as a resident of the site for common areas) who holds a
+card or an enrolled face, labelled "Sun M." rather than by the whole name; their cards (lost ones
+as `blocked`), their face encodings only while their consent stands, their rights on this
 gateway's doors; every visitor pass for one of its doors that is not revoked, not expired and has
 uses left; the site's time profiles, holidays and time zone.
 """
@@ -116,6 +117,15 @@ def sync_doors(conn: psycopg.Connection, gateway_id: str, site_id: str, access: 
 # --- building ---------------------------------------------------------------------------------
 
 
+def door_label(full_name: str) -> str:
+    """What the door and the guard's screen show of a person: "Sun M.", not the whole legal name."""
+    words = full_name.split()
+    if len(words) > 1:
+        return f"{words[0]} {''.join(w[0] for w in words[1:])}."[:500]
+    name = full_name.strip()
+    return (name[:1] + "*" * (len(name) - 1))[:500] if len(name) > 2 else name
+
+
 def time_profile_key(profile_id: int) -> str:
     return f"tp_{profile_id}"
 
@@ -150,6 +160,9 @@ def build(conn: psycopg.Connection, gateway_id: str, now: datetime, cipher: Face
     rows = conn.execute(
         """SELECT r.time_profile_id, d->>'door' AS door,
                   CASE WHEN r.person_id IS NOT NULL THEN ARRAY[r.person_id]
+                       WHEN r.site_residents THEN
+                            ARRAY(SELECT DISTINCT uo.person_id FROM unit_occupants uo JOIN units u ON u.id = uo.unit_id
+                                  JOIN buildings b ON b.id = u.building_id WHERE b.site_id = r.site_id)
                        ELSE ARRAY(SELECT uo.person_id FROM unit_occupants uo JOIN units u ON u.id = uo.unit_id
                                   WHERE u.building_id = r.building_id) END AS people
            FROM access_rights r, jsonb_array_elements(r.doors) d
@@ -198,7 +211,7 @@ def build(conn: psycopg.Connection, gateway_id: str, now: datetime, cipher: Face
                 continue  # nothing to enter with
             entry = WhitelistPerson(
                 id=person_id,
-                label=names[person_id][:500],
+                label=door_label(names[person_id]),
                 cards=cards.get(person_id, []),
                 faces=faces.get(person_id, []),
                 rights=[

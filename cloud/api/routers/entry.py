@@ -374,17 +374,21 @@ def delete_holiday(site_id: str, day: date, request: Request, conn: Conn, clock:
 
 class RightIn(BaseModel):
     site_id: Slug
-    #: one person, or every resident of one building
+    #: exactly one of: one person, every resident of one building, every resident of the site
     person_id: int | None = None
     building_id: int | None = None
+    site_residents: bool = False
     doors: list[DoorRef] = Field(min_length=1, max_length=1000)
     #: None: at any time
     time_profile_id: int | None = None
 
     @model_validator(mode="after")
     def _one_subject(self) -> "RightIn":
-        if (self.person_id is None) == (self.building_id is None):
-            raise ValueError("give exactly one of person_id (one person) or building_id (its residents)")
+        if [self.person_id is not None, self.building_id is not None, self.site_residents].count(True) != 1:
+            raise ValueError(
+                "give exactly one of person_id (one person), building_id (its residents) "
+                "or site_residents: true (every resident of the site, for common areas)"
+            )
         return self
 
 
@@ -393,6 +397,7 @@ class RightOut(BaseModel):
     site_id: str
     person_id: int | None
     building_id: int | None
+    site_residents: bool
     doors: list[dict[str, str]]
     time_profile_id: int | None
     created_at: datetime
@@ -411,7 +416,8 @@ def list_rights(conn: Conn, who: Office, person_id: int | None = None) -> list[d
 
 @router.post("/access-rights", response_model=RightOut, status_code=201)
 def add_right(body: RightIn, request: Request, conn: Conn, clock: ClockDep, who: Office) -> dict:
-    """Grant doors (gateway + door name) at the times of a time profile to a person or a building's residents."""
+    """Grant doors (gateway + door name) at the times of a time profile to a person, a building's residents
+    or the site's residents."""
     _site(who, body.site_id)
     if body.person_id is not None:
         _person(conn, who, body.person_id)

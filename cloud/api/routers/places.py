@@ -8,7 +8,7 @@ from pydantic import BaseModel, Field
 
 from cloud.api.deps import ClockDep, Conn, PrincipalDep, allow
 from cloud.api.errors import ApiError
-from cloud.domain import records
+from cloud.domain import records, whitelist
 from cloud.domain.access import MANAGEMENT, STAFF, Principal, Role
 from contract.common import SiteInfo, TimeZoneName
 
@@ -103,7 +103,10 @@ def update_site(
     if records.fetch(conn, "sites", site_id) is None or not who.reaches_site(site_id):
         raise ApiError(404, f"site {site_id} does not exist")
     changes = body.model_dump(exclude_unset=True, exclude_none=True)
-    return records.update(conn, "sites", site_id, changes, columns=("name", "timezone"), actor=who, now=clock.now())
+    row = records.update(conn, "sites", site_id, changes, columns=("name", "timezone"), actor=who, now=clock.now())
+    if "timezone" in changes:
+        whitelist.touch_sites(conn, [site_id])  # door time profiles are in the site's local time
+    return row
 
 
 @router.get("/buildings", response_model=list[BuildingOut])
