@@ -338,6 +338,17 @@ def test_passes_and_access_events_per_role(entry: Entry) -> None:
     assert world.as_("resident2").get(f"/api/v1/access-events/{events[1].id}/snapshot").status_code == 404
     assert world.as_("guard").get(f"/api/v1/access-events/{events[0].id}/snapshot").status_code == 404  # none
 
+    # the last use: the pass leaves the whitelist
+    with running_ingest(
+        world.settings.model_copy(update={"mqtt_client_id": f"entry-{uuid.uuid4().hex[:6]}"})
+    ) as ingest:
+        last = AccessEvent(ts=now, door="b1-main", method="qr", granted=True, pass_id=uuid.UUID(made["id"]))
+        entry.gateway.send(topics.Kind.ACCESS_EVENT, last)
+        wait_for(lambda: ingest.control.handled >= 1)
+    assert world.sql("SELECT uses_left FROM visitor_passes")[0]["uses_left"] == 0
+    gone = until(entry, lambda m: uuid.UUID(made["id"]) in m.removed_passes)
+    assert gone.passes == [] and gone.base_version == gone.version - 1
+
 
 def test_an_alarm_snapshot_is_attached_to_the_alarm_and_its_ticket(entry: Entry) -> None:
     from tests.cloud.stack import Gateway
