@@ -346,12 +346,14 @@ def test_a_camera_at_the_door_attaches_its_frame_to_alarms_there(
                 await until(lambda: agent.cameras[0].latest_jpeg() is not None)  # type: ignore[attr-defined]
                 await until(lambda: agent.access.watches["lobby-in"].open is False)
                 sim.set("door-ctl", "door_open", True)  # forced: the controller's alarm, the door's camera
-                (door,) = await until(snapshots)
+                door = (await until(snapshots))[0]
                 assert door["device"] == "cam-lobby" and door["data"]["alarm_device"] == "door-ctl"
                 assert door["data"]["rule"] == "door_forced"
                 assert base64.b64decode(door["data"]["jpeg"])[:2] == b"\xff\xd8"
+                # held open a second later: the door's camera again
+                await until(lambda: "door_held_open" in [s["data"]["rule"] for s in snapshots()])
                 sim.set("door-ctl", "forced_open", True)  # the profile's own rule: the camera's area
-                await until(lambda: len(snapshots()) == 2)
+                await until(lambda: [s["data"]["rule"] for s in snapshots()].count("door_forced") == 2)
             finally:
                 await agent.stop()
 
