@@ -122,7 +122,7 @@ class AccessController:
         assert isinstance(message, WhitelistMessage)
         try:
             applied = self.store.apply(message)
-        except OSError as exc:  # the disk: keep deciding with what is held, ask again later
+        except OSError as exc:  # the disk: keep deciding with what is held; the next delta will not fit and asks
             log.error(
                 "whitelist version %d could not be saved (%s); keeping version %s",
                 message.version,
