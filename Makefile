@@ -38,6 +38,7 @@ bench: $(STAMP)
 	$(BIN)/python bench/edge_outbox.py
 	$(BIN)/python bench/face_match.py
 	$(BIN)/python bench/face_pipeline.py
+	$(BIN)/python bench/door_decision.py
 
 lint: $(STAMP)
 	$(BIN)/ruff check .

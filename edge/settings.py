@@ -50,7 +50,7 @@ class EdgeSettings(BaseSettings):
         Path("var/edge"),
         validation_alias=AliasChoices("COMMUNITY_EDGE_STATE_DIR", "EDGE_STATE_DIR"),
         description="Where the agent keeps what must survive a restart "
-        "(the outbox, the last good pushed configuration).",
+        "(the outbox, the last good pushed configuration, the door whitelist).",
     )
     outbox_path: Path | None = Field(
         None,
