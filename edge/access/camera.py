@@ -34,7 +34,7 @@ import cv2
 import numpy as np
 
 from contract.gateway_config import CameraConfig
-from edge.access.faces import FaceMatcher, encode_faces
+from edge.access.faces import FaceFound, FaceMatcher, FaceProcess, encode_faces
 
 log = logging.getLogger(__name__)
 
@@ -90,6 +90,9 @@ class CameraTuning:
     #: one frame's match can be wrong (the shared clip has a stranger at 0.573 in one frame). 1: at once.
     confirm_frames: int = 2
     confirm_window: float = 2.0
+    #: Run dlib's detector and encoder in a child process: dlib holds the GIL (a 640x480 detection
+    #: stalled the event loop for up to 0.5 s in a thread). False: in the worker thread (benchmarks).
+    detect_in_process: bool = True
 
 
 @dataclass
@@ -155,6 +158,7 @@ class CameraWorker:
         self._latest = _Frame()
         self._stop = threading.Event()
         self._qr = cv2.QRCodeDetector()
+        self._faces = FaceProcess() if tuning.detect_in_process else None
         # analysis state (worker thread only)
         self._motion_ref: np.ndarray | None = None
         self._last_detect: float | None = None
@@ -227,6 +231,8 @@ class CameraWorker:
         finally:
             self._stop.set()
             await asyncio.to_thread(thread.join, 10)
+            if self._faces is not None:
+                await asyncio.to_thread(self._faces.close)
 
     # -- capture (its own thread) ------------------------------------------------------------------
 
@@ -325,9 +331,7 @@ class CameraWorker:
         if frame.shape[1] > self.tuning.detect_width:
             scale = self.tuning.detect_width / frame.shape[1]
             frame = cv2.resize(frame, (self.tuning.detect_width, round(frame.shape[0] * scale)))
-        found = encode_faces(
-            cv2.cvtColor(frame, cv2.COLOR_BGR2RGB), upsample=self.tuning.upsample, min_size=self.tuning.min_face
-        )
+        found = self._detect(cv2.cvtColor(frame, cv2.COLOR_BGR2RGB))
         token = self._decode_qr(gray)
         if not found and not token:
             return calls
@@ -355,6 +359,15 @@ class CameraWorker:
             self.stats.qr_codes += 1
             calls.append(("qr_seen", name, door, token, jpeg))
         return calls
+
+    def _detect(self, rgb: np.ndarray) -> list[FaceFound]:
+        """Every face and its encoding, in the child process (started on first use, again if it died)."""
+        kwargs = {"upsample": self.tuning.upsample, "min_size": self.tuning.min_face}
+        if self._faces is None:
+            return encode_faces(rgb, **kwargs)
+        if self._stop.is_set():  # the worker is stopping: start no process
+            return []
+        return self._faces.encode(rgb, **kwargs)
 
     def _decode_qr(self, gray: np.ndarray) -> str | None:
         try:

@@ -10,6 +10,13 @@ always the one the exhaustive float64 search (`exhaustive_match`, what
 face_recognition is imported on first use, so the matcher works without the face stack installed.
 """
 
+import contextlib
+import json
+import os
+import struct
+import subprocess
+import sys
+import threading
 from dataclasses import dataclass
 from typing import Any
 
@@ -153,3 +160,89 @@ def load_rgb(path: str) -> np.ndarray:
     import face_recognition
 
     return face_recognition.load_image_file(path, mode="RGB")
+
+
+class FaceProcess:
+    """`encode_faces` in a child process (`python -m edge.access.faces`), for callers on an event loop.
+
+    dlib holds the GIL while it detects and encodes, so in a thread it stalls the whole process
+    (the event loop waited up to 0.5 s per 640x480 frame). The child is a plain interpreter fed
+    through a pipe — not multiprocessing, which would re-import the parent's main script. Started
+    on first use and again after it died; one call at a time.
+    """
+
+    def __init__(self) -> None:
+        self._proc: subprocess.Popen[bytes] | None = None
+        self._lock = threading.Lock()
+        self._closed = False
+
+    def encode(self, rgb: np.ndarray, *, upsample: int = 1, min_size: int = 0) -> list[FaceFound]:
+        rgb = np.ascontiguousarray(rgb, dtype=np.uint8)
+        header = json.dumps({"shape": list(rgb.shape), "upsample": upsample, "min_size": min_size}).encode()
+        with self._lock:
+            if self._closed:
+                raise RuntimeError("the face detection process is closed")
+            if self._proc is None or self._proc.poll() is not None:
+                self._proc = subprocess.Popen(
+                    [sys.executable, "-m", "edge.access.faces"], stdin=subprocess.PIPE, stdout=subprocess.PIPE
+                )
+            proc = self._proc
+            assert proc.stdin is not None and proc.stdout is not None
+            try:
+                proc.stdin.write(struct.pack("<I", len(header)) + header + rgb.tobytes())
+                proc.stdin.flush()
+                answer = json.loads(_read_exactly(proc.stdout, struct.unpack("<I", _read_exactly(proc.stdout, 4))[0]))
+            except (OSError, EOFError, ValueError) as exc:
+                proc.kill()
+                self._proc = None
+                raise RuntimeError(f"the face detection process failed: {exc!r}") from exc
+        if "error" in answer:
+            raise ValueError(answer["error"])
+        return [FaceFound(tuple(f["box"]), np.array(f["encoding"], dtype=np.float64)) for f in answer["faces"]]
+
+    def close(self) -> None:
+        with self._lock:
+            proc, self._proc, self._closed = self._proc, None, True
+        if proc is None:
+            return
+        with contextlib.suppress(OSError):
+            assert proc.stdin is not None
+            proc.stdin.close()
+        try:
+            proc.wait(5)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait()
+
+
+def _read_exactly(stream: Any, n: int) -> bytes:
+    data = stream.read(n)
+    if len(data) != n:
+        raise EOFError(f"the face detection process ended ({len(data)} of {n} bytes)")
+    return data
+
+
+def _serve() -> None:
+    """The child's loop: a picture in (length-prefixed JSON header, raw RGB bytes), its faces out as JSON."""
+    out = os.fdopen(os.dup(1), "wb")
+    os.dup2(2, 1)  # anything a library prints goes to stderr, never into the answers
+    stdin = sys.stdin.buffer
+    while True:
+        raw = stdin.read(4)
+        if len(raw) < 4:
+            return
+        header = json.loads(_read_exactly(stdin, struct.unpack("<I", raw)[0]))
+        shape = tuple(header["shape"])
+        rgb = np.frombuffer(_read_exactly(stdin, int(np.prod(shape))), dtype=np.uint8).reshape(shape)
+        try:
+            faces = encode_faces(rgb, upsample=header["upsample"], min_size=header["min_size"])
+            answer: dict[str, Any] = {"faces": [{"box": f.box, "encoding": f.encoding.tolist()} for f in faces]}
+        except ValueError as exc:
+            answer = {"error": str(exc)}
+        body = json.dumps(answer).encode()
+        out.write(struct.pack("<I", len(body)) + body)
+        out.flush()
+
+
+if __name__ == "__main__":
+    _serve()

@@ -5,7 +5,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from edge.access.faces import FaceMatcher, encode_faces, exhaustive_match, load_rgb
+from edge.access.faces import FaceMatcher, FaceProcess, encode_faces, exhaustive_match, load_rgb
 
 PEOPLE = ["alex_lacamoire", "biden", "kit_harington", "obama", "rose_leslie"]
 #: probe file -> who is in it (README of the photo set)
@@ -152,3 +152,24 @@ def test_real_encodings_among_100000_match_as_the_exhaustive_search_and_face_dis
         row = int(np.argmin(baseline))
         assert got[1] == float(baseline[row])
         assert got[0] == (int(ids[row]) if baseline[row] <= 0.6 else None)
+
+
+def test_the_child_process_finds_the_same_faces_and_comes_back_after_dying(faces_dir: Path) -> None:
+    """FaceProcess (dlib out of the event loop's process): same boxes, same encodings to the bit."""
+    rgb = load_rgb(str(faces_dir / "probes" / "two_people.jpg"))
+    here = encode_faces(rgb)
+    child = FaceProcess()
+    try:
+        there = child.encode(rgb)
+        assert [f.box for f in there] == [f.box for f in here]
+        assert all(np.array_equal(a.encoding, b.encoding) for a, b in zip(there, here, strict=True))
+        assert child._proc is not None
+        child._proc.kill()
+        child._proc.wait()
+        assert [f.box for f in child.encode(rgb)] == [f.box for f in here]  # started again
+        with pytest.raises(ValueError, match="RGB uint8"):
+            child.encode(np.zeros((4, 4, 2), dtype=np.uint8))
+    finally:
+        child.close()
+    with pytest.raises(RuntimeError, match="closed"):
+        child.encode(rgb)
