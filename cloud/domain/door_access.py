@@ -141,13 +141,17 @@ def building_entrances(conn: psycopg.Connection, person_id: int) -> list[dict[st
 
 
 def doors_of_person(conn: psycopg.Connection, person_id: int) -> set[tuple[str, str]]:
-    """Doors a person has a right on, directly or as a resident of a building a right names."""
+    """Doors a person has a right on, directly or as a resident of a building a right names (only
+    those on the floor of their unit when the right says `own_floor`)."""
     rows = conn.execute(
         """SELECT d->>'gateway_id' AS gateway_id, d->>'door' AS door
            FROM access_rights r, jsonb_array_elements(r.doors) d
            WHERE r.person_id = %(p)s
               OR r.building_id IN (SELECT u.building_id FROM unit_occupants uo JOIN units u ON u.id = uo.unit_id
-                                   WHERE uo.person_id = %(p)s)
+                                   WHERE uo.person_id = %(p)s
+                                     AND (NOT r.own_floor OR u.floor = (
+                                         SELECT dd.floor FROM doors dd
+                                         WHERE dd.gateway_id = d->>'gateway_id' AND dd.name = d->>'door')))
               OR (r.site_residents AND r.site_id IN (
                     SELECT b.site_id FROM unit_occupants uo JOIN units u ON u.id = uo.unit_id
                     JOIN buildings b ON b.id = u.building_id WHERE uo.person_id = %(p)s))""",
@@ -218,15 +222,36 @@ def add_right(conn: psycopg.Connection, values: dict[str, Any], *, who: Principa
         found = conn.execute("SELECT site_id FROM buildings WHERE id = %s", (values["building_id"],)).fetchone()
         if found is None or found["site_id"] != site:
             raise AccessRefused(422, f"building_id: no building {values['building_id']} at site {site}")
+    if values.get("own_floor"):
+        if values.get("building_id") is None:
+            raise AccessRefused(
+                422, "own_floor: gives a building's residents the doors of their own floor; name building_id"
+            )
+        no_floor = [
+            d["door"]
+            for d in values["doors"]
+            if (
+                door := conn.execute(
+                    "SELECT floor FROM doors WHERE gateway_id = %s AND name = %s", (d["gateway_id"], d["door"])
+                ).fetchone()
+            )
+            is None
+            or not door["floor"]
+        ]
+        if no_floor:
+            raise AccessRefused(
+                422, f"own_floor: doors without a floor in their location: {', '.join(no_floor)} (set location.floor)"
+            )
     row = conn.execute(
-        """INSERT INTO access_rights (site_id, person_id, building_id, site_residents, time_profile_id, doors,
-                                      created_at, created_by)
-           VALUES (%s, %s, %s, %s, %s, %s, %s, %s) RETURNING *""",
+        """INSERT INTO access_rights (site_id, person_id, building_id, site_residents, own_floor, time_profile_id,
+                                      doors, created_at, created_by)
+           VALUES (%s, %s, %s, %s, %s, %s, %s, %s, %s) RETURNING *""",
         (
             site,
             values.get("person_id"),
             values.get("building_id"),
             bool(values.get("site_residents")),
+            bool(values.get("own_floor")),
             profile,
             Jsonb(values["doors"]),
             now,

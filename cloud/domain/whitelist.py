@@ -164,7 +164,11 @@ def build(conn: psycopg.Connection, gateway_id: str, now: datetime, cipher: Face
                             ARRAY(SELECT DISTINCT uo.person_id FROM unit_occupants uo JOIN units u ON u.id = uo.unit_id
                                   JOIN buildings b ON b.id = u.building_id WHERE b.site_id = r.site_id)
                        ELSE ARRAY(SELECT uo.person_id FROM unit_occupants uo JOIN units u ON u.id = uo.unit_id
-                                  WHERE u.building_id = r.building_id) END AS people
+                                  WHERE u.building_id = r.building_id
+                                    AND (NOT r.own_floor OR u.floor = (
+                                        SELECT dd.floor FROM doors dd
+                                        WHERE dd.gateway_id = d->>'gateway_id' AND dd.name = d->>'door'))
+                                  ) END AS people
            FROM access_rights r, jsonb_array_elements(r.doors) d
            WHERE r.site_id = %s AND d->>'gateway_id' = %s""",
         (site, gateway_id),

@@ -492,3 +492,58 @@ def test_rights_by_residence_follow_the_units_and_the_status_shows_versions(entr
     assert sent[-1]["base_version"] is None  # the first, full
     assert world.sql("SELECT count(*) AS n FROM whitelist_messages WHERE body_enc IS NOT NULL")[0]["n"] == 0
     assert world.as_("manager", estate="b").get(f"/api/v1/gateways/{GATEWAY}/whitelist").status_code == 404
+
+
+def test_a_floor_right_gives_each_resident_the_doors_of_their_own_floor(entry: Entry) -> None:
+    entry.gateway.next()
+    world, admin, desk = entry.world, entry.world.as_("admin"), entry.world.as_("desk")
+    floors = {
+        "access": {
+            "doors": [
+                *DOORS["access"]["doors"],
+                {"name": "b1-lift-1", "location": {"building": "1", "floor": "1"}},
+                {"name": "b1-lift-18", "location": {"building": "1", "floor": "18"}},
+            ]
+        },
+        "devices": [],
+    }
+    admin.ok("put", f"/api/v1/gateways/{GATEWAY}/config", floors)
+    lifts = [{"gateway_id": GATEWAY, "door": "b1-lift-1"}, {"gateway_id": GATEWAY, "door": "b1-lift-18"}]
+    building = world.a.buildings["1"]
+
+    no_building = desk.post("/api/v1/access-rights", {"site_id": "estate-a", "site_residents": True,
+                                                       "own_floor": True, "doors": lifts})  # fmt: skip
+    assert no_building.status_code == 422 and "building_id" in no_building.text
+    no_floor = desk.post("/api/v1/access-rights", {"site_id": "estate-a", "building_id": building, "own_floor": True,
+                                                    "doors": [{"gateway_id": GATEWAY, "door": "b1-main"}]})  # fmt: skip
+    assert no_floor.status_code == 422 and "b1-main" in no_floor.text and "floor" in no_floor.text
+
+    right = desk.ok("post", "/api/v1/access-rights",
+                    {"site_id": "estate-a", "building_id": building, "own_floor": True, "doors": lifts})  # fmt: skip
+    assert right["own_floor"] is True
+    resident, resident2 = entry.person("resident"), entry.person("resident2")
+    held: dict[int, Any] = {}  # the gateway's view, deltas applied
+
+    def doors_held(person: int) -> set[str] | None:
+        entry_ = held.get(person)
+        return None if entry_ is None else {door for r in entry_.rights for door in r.doors}
+
+    def until_held(check: Any) -> WhitelistMessage:
+        def apply(msg: WhitelistMessage) -> bool:
+            for removed in msg.removed_people:
+                held.pop(removed, None)
+            held.update(people_of(msg))
+            return bool(check())
+
+        return until(entry, apply)
+
+    for person, number in ((resident, "F1000001"), (resident2, "F1000002")):
+        desk.ok("post", f"/api/v1/people/{person}/cards", {"number": number})
+    until_held(lambda: doors_held(resident) == {"b1-lift-1"} and doors_held(resident2) == {"b1-lift-1"})
+    # both live on floor 1 (units 1-101 and 1-102); nobody gets the floor-18 lobby
+    # moving up to 1-1801 on floor 18: the floor-1 lift lobby goes, the floor-18 one comes
+    desk.ok("put", f"/api/v1/people/{resident2}/units/{world.a.units['1-1801']}?relation=tenant")
+    moved = desk.delete(f"/api/v1/people/{resident2}/units/{world.a.units['1-102']}")
+    assert moved.status_code == 204, moved.text
+    up = until_held(lambda: doors_held(resident2) == {"b1-lift-18"})
+    assert up.base_version is not None and doors_held(resident) == {"b1-lift-1"}

@@ -378,6 +378,8 @@ class RightIn(BaseModel):
     person_id: int | None = None
     building_id: int | None = None
     site_residents: bool = False
+    #: with building_id: each resident gets only the named doors on their own unit's floor
+    own_floor: bool = False
     doors: list[DoorRef] = Field(min_length=1, max_length=1000)
     #: None: at any time
     time_profile_id: int | None = None
@@ -398,6 +400,7 @@ class RightOut(BaseModel):
     person_id: int | None
     building_id: int | None
     site_residents: bool
+    own_floor: bool
     doors: list[dict[str, str]]
     time_profile_id: int | None
     created_at: datetime
@@ -417,7 +420,7 @@ def list_rights(conn: Conn, who: Office, person_id: int | None = None) -> list[d
 @router.post("/access-rights", response_model=RightOut, status_code=201)
 def add_right(body: RightIn, request: Request, conn: Conn, clock: ClockDep, who: Office) -> dict:
     """Grant doors (gateway + door name) at the times of a time profile to a person, a building's residents
-    or the site's residents."""
+    (with `own_floor`: each only the doors on their unit's floor) or the site's residents."""
     _site(who, body.site_id)
     if body.person_id is not None:
         _person(conn, who, body.person_id)
