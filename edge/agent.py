@@ -17,7 +17,7 @@ from types import TracebackType
 
 from contract.clock import Clock, SystemClock
 from contract.common import TicketKind
-from contract.gateway_config import AccessConfig, DeviceConfig, DoorConfig, LoadedGatewayConfig, load_gateway_config
+from contract.gateway_config import DeviceConfig, DoorConfig, LoadedGatewayConfig, load_gateway_config
 from contract.messages import (
     AlarmMessage,
     BirthMessage,
@@ -47,8 +47,6 @@ from edge.settings import EdgeSettings, parse_mqtt_url
 from edge.uplink import Uplink, edge_version
 
 log = logging.getLogger(__name__)
-
-_NO_DOORS = AccessConfig()
 
 
 class Agent:
@@ -272,13 +270,10 @@ class Agent:
             self._loop.call_soon_threadsafe(self._handle_whitelist, payload)
 
     def _handle_whitelist(self, payload: bytes) -> None:
-        if self.access is not None:
-            self.access.whitelist_arrived(payload)
-        else:  # no doors now; keep it for when a configuration brings them
-            AccessController(
-                self.config.access or _NO_DOORS, self.whitelist, self.clock,
-                open_relay=self._open_relay, emit=self.outbox.put, online=self.uplink.connected.is_set,
-            ).whitelist_arrived(payload)  # fmt: skip
+        """Kept even while no door is configured: a configuration may bring doors later."""
+        reason = self.whitelist.receive(payload)
+        if reason is not None:
+            self.outbox.put(Kind.ACCESS_REQUEST, self.whitelist.request(self.clock, reason))
 
     async def _start_drivers(self) -> None:
         for name, poller in self.pollers.items():

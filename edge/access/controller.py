@@ -19,12 +19,12 @@ from collections.abc import Awaitable, Callable
 from datetime import datetime
 from typing import Literal
 
-from contract.access import AccessEvent, WhitelistMessage, WhitelistRequest
+from contract.access import AccessEvent
 from contract.clock import Clock
 from contract.common import Category, Location, Severity, TicketKind
 from contract.envelope import Envelope
 from contract.gateway_config import AccessConfig, DoorConfig, ReaderConfig
-from contract.messages import AlarmMessage, EventMessage, InvalidMessage, Reading, decode
+from contract.messages import AlarmMessage, EventMessage, Reading
 from contract.topics import Kind
 from edge.access.decide import Decision, Passback, decide_card, decide_face, decide_secret
 from edge.access.doors import FORCED, DoorAlarm, DoorWatch
@@ -108,30 +108,7 @@ class AccessController:
 
     def request_whitelist(self, reason: str) -> None:
         """Ask the cloud for the full whitelist (sent through the outbox when the link is up)."""
-        log.info("whitelist: asking the cloud for a full one (%s)", reason)
-        self.emit(
-            Kind.ACCESS_REQUEST, WhitelistRequest(ts=self.clock.now(), have_version=self.store.version, reason=reason)
-        )
-
-    def whitelist_arrived(self, payload: bytes) -> None:
-        try:
-            message = decode(Kind.ACCESS_WHITELIST, payload)
-        except InvalidMessage as exc:
-            log.error("whitelist refused: %s", exc.reason)
-            return
-        assert isinstance(message, WhitelistMessage)
-        try:
-            applied = self.store.apply(message)
-        except OSError as exc:  # the disk: keep deciding with what is held; the next delta will not fit and asks
-            log.error(
-                "whitelist version %d could not be saved (%s); keeping version %s",
-                message.version,
-                exc,
-                self.store.version,
-            )
-            return
-        if not applied:
-            self.request_whitelist(f"delta from {message.base_version} does not apply to version {self.store.version}")
+        self.emit(Kind.ACCESS_REQUEST, self.store.request(self.clock, reason))
 
     # -- credentials ---------------------------------------------------------------------------
 

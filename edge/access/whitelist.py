@@ -22,7 +22,10 @@ from uuid import UUID
 
 from pydantic import ValidationError
 
-from contract.access import Card, TimeProfile, WhitelistMessage, WhitelistPass, WhitelistPerson
+from contract.access import Card, TimeProfile, WhitelistMessage, WhitelistPass, WhitelistPerson, WhitelistRequest
+from contract.clock import Clock
+from contract.messages import InvalidMessage, decode
+from contract.topics import Kind
 
 if TYPE_CHECKING:
     import numpy
@@ -145,6 +148,30 @@ class WhitelistStore:
             len(self.current.people), len(self.current.passes),
         )  # fmt: skip
         return True
+
+    def receive(self, payload: bytes) -> str | None:
+        """Apply a whitelist payload from the cloud; why a full one is needed, or None.
+
+        A payload that is not a whitelist is logged and dropped; a disk that cannot take it keeps
+        the version held (the next delta will not fit, and that asks)."""
+        try:
+            message = decode(Kind.ACCESS_WHITELIST, payload)
+        except InvalidMessage as exc:
+            log.error("whitelist refused: %s", exc.reason)
+            return None
+        assert isinstance(message, WhitelistMessage)
+        try:
+            applied = self.apply(message)
+        except OSError as exc:
+            log.error("whitelist version %d could not be saved (%s); keeping version %s", message.version, exc,
+                      self.version)  # fmt: skip
+            return None
+        return None if applied else f"delta from {message.base_version} does not apply to version {self.version}"
+
+    def request(self, clock: Clock, reason: str) -> WhitelistRequest:
+        """The message that asks the cloud for the full whitelist."""
+        log.info("whitelist: asking the cloud for a full one (%s)", reason)
+        return WhitelistRequest(ts=clock.now(), have_version=self.version, reason=reason)
 
     def use_pass(self, pass_id: UUID) -> int:
         """Count one use of a visitor pass down, on disk; the uses left."""
