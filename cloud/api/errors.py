@@ -8,7 +8,7 @@ from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
-from cloud.domain.workflow import WorkflowError
+from cloud.domain.errors import Refused
 from contract.common import format_validation_errors
 
 log = logging.getLogger(__name__)
@@ -38,8 +38,8 @@ def install(app: FastAPI) -> None:
     async def _api_error(_request: Request, exc: ApiError) -> JSONResponse:
         return JSONResponse(status_code=exc.status, content={"error": exc.reason}, headers=exc.headers)
 
-    @app.exception_handler(WorkflowError)
-    async def _workflow(_request: Request, exc: WorkflowError) -> JSONResponse:
+    @app.exception_handler(Refused)
+    async def _refused(_request: Request, exc: Refused) -> JSONResponse:
         return JSONResponse(status_code=exc.status, content={"error": exc.reason})
 
     @app.exception_handler(StarletteHTTPException)

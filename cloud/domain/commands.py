@@ -17,6 +17,7 @@ from psycopg.types.json import Jsonb
 
 from cloud.domain import audit
 from cloud.domain.access import Principal, Role
+from cloud.domain.errors import Refused
 from contract.ids import uuid7
 from contract.messages import CommandAck, CommandInfo, CommandMessage
 
@@ -25,13 +26,8 @@ log = logging.getLogger(__name__)
 FINAL_STATES = ("succeeded", "failed", "rejected", "expired")
 
 
-class CommandRefused(Exception):
+class CommandRefused(Refused):
     """A command that cannot be sent; `status` is the HTTP status that says why."""
-
-    def __init__(self, status: int, reason: str) -> None:
-        super().__init__(reason)
-        self.status = status
-        self.reason = reason
 
 
 COLUMNS = """c.id, c.device_id, d.name AS device, c.gateway_id, g.site_id, c.command, c.params, c.requested_by,

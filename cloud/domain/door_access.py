@@ -16,13 +16,11 @@ from psycopg.types.json import Jsonb
 
 from cloud.domain import audit, whitelist
 from cloud.domain.access import Principal
+from cloud.domain.errors import Refused
 
 
-class AccessRefused(ValueError):
-    def __init__(self, status: int, reason: str) -> None:
-        super().__init__(reason)
-        self.status = status
-        self.reason = reason
+class AccessRefused(Refused, ValueError):
+    """A card, right, time profile or holiday change that cannot be made, and why."""
 
 
 def normalise_card(number: str) -> str:

@@ -25,19 +25,15 @@ from PIL import Image, ImageOps, UnidentifiedImageError
 
 from cloud.domain import audit, whitelist
 from cloud.domain.access import Principal
+from cloud.domain.errors import Refused
 from cloud.security.biometric import FaceCipher
 
 if TYPE_CHECKING:
     import numpy as np
 
 
-class FaceRefused(ValueError):
+class FaceRefused(Refused, ValueError):
     """A photo or request that cannot be enrolled; `status` is the HTTP answer, the message says why."""
-
-    def __init__(self, status: int, reason: str) -> None:
-        super().__init__(reason)
-        self.status = status
-        self.reason = reason
 
 
 @dataclass(frozen=True)

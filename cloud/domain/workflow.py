@@ -18,6 +18,7 @@ import psycopg
 
 from cloud.domain import audit, notifications, routing, sla_apply
 from cloud.domain.access import OFFICE, Principal, Role, ticket_scope
+from cloud.domain.errors import Refused
 from cloud.domain.tickets import FINISHED, Priority, Status, add_event
 
 SYSTEM = "system"
@@ -30,11 +31,8 @@ DONE = (Status.RESOLVED, Status.CLOSED, Status.CANCELLED, Status.REDIRECTED)
 PRIORITY_UP = {Priority.LOW: Priority.NORMAL, Priority.NORMAL: Priority.HIGH, Priority.HIGH: Priority.URGENT}
 
 
-class WorkflowError(Exception):
-    def __init__(self, status: int, reason: str) -> None:
-        super().__init__(reason)
-        self.status = status
-        self.reason = reason
+class WorkflowError(Refused):
+    """A step of the workflow that cannot be taken, and why."""
 
 
 @dataclass(frozen=True)

@@ -45,16 +45,13 @@ def send_command(
     """
     device = _device(conn, who, device_id)
     ttl = body.ttl_seconds or request.app.state.settings.command_ttl_seconds
-    try:
-        stored = commands.create(
-            conn,
-            device=device,
-            request=commands.Request(command=body.command, params=body.params, ttl_seconds=ttl),
-            who=who,
-            now=clock.now(),
-        )
-    except commands.CommandRefused as exc:
-        raise ApiError(exc.status, exc.reason) from None
+    stored = commands.create(
+        conn,
+        device=device,
+        request=commands.Request(command=body.command, params=body.params, ttl_seconds=ttl),
+        who=who,
+        now=clock.now(),
+    )
     conn.commit()  # before the publisher looks for it
     request.app.state.downlink.wake()
     return stored

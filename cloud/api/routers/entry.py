@@ -45,10 +45,6 @@ def _limits(request: Request) -> faces.FaceLimits:
     return faces.FaceLimits(s.face_photo_max_bytes, s.face_photo_max_pixels, s.face_min_pixels, s.face_match_threshold)
 
 
-def _refused(exc: faces.FaceRefused | door_access.AccessRefused) -> ApiError:
-    return ApiError(exc.status, exc.reason)
-
-
 # --- consent and faces ---------------------------------------------------------------------------
 
 
@@ -121,25 +117,22 @@ def enrol_face(
         raise ApiError(503, missing)
     limits = _limits(request)
     settings = request.app.state.settings
-    try:
-        faces.check_can_enrol(conn, person_id, clock.now())
-        data = photo.file.read(limits.max_bytes + 1)
-        image = faces.load_photo(data, limits)
-        with _ENCODERS:  # this handler runs in a worker thread, never on the event loop
-            encoding = faces.encode_one_face(image, limits)
-        row = faces.enrol(
-            conn,
-            request.app.state.face_cipher,
-            person_id,
-            encoding,
-            limits=limits,
-            photo=data if settings.face_keep_photos else None,
-            faces_dir=settings.faces_dir,
-            who=who,
-            now=clock.now(),
-        )
-    except faces.FaceRefused as exc:
-        raise _refused(exc) from None
+    faces.check_can_enrol(conn, person_id, clock.now())
+    data = photo.file.read(limits.max_bytes + 1)
+    image = faces.load_photo(data, limits)
+    with _ENCODERS:  # this handler runs in a worker thread, never on the event loop
+        encoding = faces.encode_one_face(image, limits)
+    row = faces.enrol(
+        conn,
+        request.app.state.face_cipher,
+        person_id,
+        encoding,
+        limits=limits,
+        photo=data if settings.face_keep_photos else None,
+        faces_dir=settings.faces_dir,
+        who=who,
+        now=clock.now(),
+    )
     conn.commit()
     request.app.state.downlink.wake()
     return {**row, "photo_kept": row["photo_id"] is not None}
@@ -190,18 +183,15 @@ class CardOut(BaseModel):
 def add_card(person_id: int, body: CardIn, request: Request, conn: Conn, clock: ClockDep, who: Office) -> dict:
     _person(conn, who, person_id)
     now = clock.now()
-    try:
-        row = door_access.add_card(
-            conn,
-            person_id,
-            number=body.number,
-            valid_from=body.valid_from,
-            valid_until=body.valid_until,
-            who=who,
-            now=now,
-        )
-    except door_access.AccessRefused as exc:
-        raise _refused(exc) from None
+    row = door_access.add_card(
+        conn,
+        person_id,
+        number=body.number,
+        valid_from=body.valid_from,
+        valid_until=body.valid_until,
+        who=who,
+        now=now,
+    )
     conn.commit()
     request.app.state.downlink.wake()
     return door_access.card_view(row, now)
@@ -323,10 +313,7 @@ def delete_time_profile(profile_id: int, request: Request, conn: Conn, clock: Cl
     row = conn.execute("SELECT site_id FROM time_profiles WHERE id = %s", (profile_id,)).fetchone()
     if row is None or not who.reaches_site(row["site_id"]):
         raise ApiError(404, f"time profile {profile_id} does not exist")
-    try:
-        door_access.delete_time_profile(conn, profile_id, who=who, now=clock.now())
-    except door_access.AccessRefused as exc:
-        raise _refused(exc) from None
+    door_access.delete_time_profile(conn, profile_id, who=who, now=clock.now())
     conn.commit()
     request.app.state.downlink.wake()
 
@@ -424,10 +411,7 @@ def add_right(body: RightIn, request: Request, conn: Conn, clock: ClockDep, who:
     _site(who, body.site_id)
     if body.person_id is not None:
         _person(conn, who, body.person_id)
-    try:
-        row = door_access.add_right(conn, body.model_dump(), who=who, now=clock.now())
-    except door_access.AccessRefused as exc:
-        raise _refused(exc) from None
+    row = door_access.add_right(conn, body.model_dump(), who=who, now=clock.now())
     conn.commit()
     request.app.state.downlink.wake()
     return row
@@ -505,23 +489,20 @@ def create_pass(body: PassIn, request: Request, conn: Conn, clock: ClockDep, who
         raise ApiError(422, "site_id: say at which site the pass is")
     _site(who, site)
     doors = [d.model_dump() for d in body.doors] if isinstance(body.doors, list) else None
-    try:
-        row = passes.create(
-            conn,
-            site_id=site,
-            host_person_id=host,
-            guest_name=body.guest_name,
-            doors=doors,
-            valid_from=body.valid_from,
-            valid_until=body.valid_until,
-            uses=body.uses,
-            max_days=request.app.state.settings.pass_max_days,
-            restrict_to_host_doors=who.role == Role.RESIDENT,
-            who=who,
-            now=clock.now(),
-        )
-    except door_access.AccessRefused as exc:
-        raise _refused(exc) from None
+    row = passes.create(
+        conn,
+        site_id=site,
+        host_person_id=host,
+        guest_name=body.guest_name,
+        doors=doors,
+        valid_from=body.valid_from,
+        valid_until=body.valid_until,
+        uses=body.uses,
+        max_days=request.app.state.settings.pass_max_days,
+        restrict_to_host_doors=who.role == Role.RESIDENT,
+        who=who,
+        now=clock.now(),
+    )
     conn.commit()
     request.app.state.downlink.wake()
     return row
