@@ -142,7 +142,7 @@ def test_agent_end_to_end(tmp_path: Path, mqtt_url: str, unique_id: str, mqtt_re
     asyncio.run(run())
 
     (raised,) = alarms(mqtt_recorder, "pump_fault", "raise")
-    (cleared,) = alarms(mqtt_recorder, "pump_fault", "clear")
+    (cleared,) = clears_after_raise(mqtt_recorder, "pump_fault")
     assert raised["device"] == "pump-1" and raised["value"] == 3
     assert raised["severity"] == "critical" and raised["ticket"] == "repair" and raised["category"] == "facility"
     assert raised["message"] == "Pump pump-1 reports fault code 3"
