@@ -28,9 +28,10 @@ import uuid
 from pathlib import Path
 from typing import Any
 
-from cloud.mqtt_link import endpoint_of, make_client
+from cloud.mqtt_link import make_client
 from cloud.settings import CloudSettings
 from contract import topics
+from contract.urls import parse_mqtt_url
 
 log = logging.getLogger(__name__)
 
@@ -82,7 +83,7 @@ class DynsecAdmin:
         ca_file: Path | None = None,
         timeout: float = 10.0,
     ) -> None:
-        self.endpoint = endpoint_of(url)
+        self.endpoint = parse_mqtt_url(url)
         self.username = username
         self.password = password
         self.ca_file = ca_file

@@ -1,5 +1,5 @@
-"""Paho clients for the cloud's own connections (API publisher, broker admin): one place that
-applies the login and TLS settings, so every connection honours `mqtts://` the same way."""
+"""Paho clients for the cloud's own connections (ingest, API publisher, broker admin): one place
+that applies the login and TLS settings, so every connection honours `mqtts://` the same way."""
 
 import ssl
 from pathlib import Path
@@ -7,11 +7,7 @@ from pathlib import Path
 import paho.mqtt.client as mqtt
 from paho.mqtt.enums import CallbackAPIVersion
 
-from contract.urls import MqttEndpoint, parse_mqtt_url
-
-
-def endpoint_of(url: str) -> MqttEndpoint:
-    return parse_mqtt_url(url)
+from contract.urls import MqttEndpoint
 
 
 def make_client(
@@ -22,10 +18,15 @@ def make_client(
     password: str | None = None,
     ca_file: Path | None = None,
     clean_session: bool = True,
+    manual_ack: bool = False,
 ) -> mqtt.Client:
     """A paho MQTT 3.1.1 client with the login (explicit, else the URL's) and TLS when the URL is mqtts://."""
     client = mqtt.Client(
-        CallbackAPIVersion.VERSION2, client_id=client_id, clean_session=clean_session, protocol=mqtt.MQTTv311
+        CallbackAPIVersion.VERSION2,
+        client_id=client_id,
+        clean_session=clean_session,
+        protocol=mqtt.MQTTv311,
+        manual_ack=manual_ack,
     )
     user = username or endpoint.username
     if user:

@@ -23,11 +23,12 @@ import paho.mqtt.client as mqtt
 from psycopg_pool import ConnectionPool
 
 from cloud.domain import commands, remote_config, whitelist
-from cloud.mqtt_link import endpoint_of, make_client
+from cloud.mqtt_link import make_client
 from cloud.security.biometric import FaceCipher
 from cloud.settings import CloudSettings
 from contract import messages, topics
 from contract.clock import Clock
+from contract.urls import parse_mqtt_url
 
 log = logging.getLogger(__name__)
 
@@ -42,7 +43,7 @@ class Downlink(threading.Thread):
         self.clock = clock
         self.retry_seconds = settings.downlink_retry_seconds
         self.publish_timeout = max(5.0, settings.downlink_retry_seconds)
-        self.endpoint = endpoint_of(settings.mqtt_url)
+        self.endpoint = parse_mqtt_url(settings.mqtt_url)
         self.client = make_client(
             self.endpoint,
             client_id=f"{settings.mqtt_client_id}-api-{uuid.uuid4().hex[:8]}",

@@ -11,9 +11,9 @@ from collections.abc import Callable
 from pathlib import Path
 
 import paho.mqtt.client as mqtt
-from paho.mqtt.enums import CallbackAPIVersion
 
 from cloud.ingest.inbound import Inbound
+from cloud.mqtt_link import make_client
 from contract import topics
 from contract.urls import parse_mqtt_url
 
@@ -40,18 +40,15 @@ class Consumer:
         self.connected = threading.Event()
         #: set once the broker has confirmed every subscription of the current connection
         self.subscribed = threading.Event()
-        client = mqtt.Client(
-            CallbackAPIVersion.VERSION2,
+        client = make_client(
+            self.endpoint,
             client_id=client_id,
+            username=username,
+            password=password,
+            ca_file=ca_file,
             clean_session=False,
-            protocol=mqtt.MQTTv311,
             manual_ack=True,
         )
-        user = username or self.endpoint.username
-        if user:
-            client.username_pw_set(user, password or self.endpoint.password)
-        if self.endpoint.tls:
-            client.tls_set(ca_certs=str(ca_file) if ca_file else None)
         client.reconnect_delay_set(min_delay=1, max_delay=30)
         client.on_connect = self._on_connect
         client.on_disconnect = self._on_disconnect
