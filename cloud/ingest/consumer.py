@@ -40,6 +40,7 @@ class Consumer:
         self.connected = threading.Event()
         #: set once the broker has confirmed every subscription of the current connection
         self.subscribed = threading.Event()
+        self._stopping = False
         client = make_client(
             self.endpoint,
             client_id=client_id,
@@ -61,6 +62,7 @@ class Consumer:
         self.client.loop_start()
 
     def stop(self) -> None:
+        self._stopping = True
         self.client.disconnect()
         self.client.loop_stop()
 
@@ -93,7 +95,10 @@ class Consumer:
     ) -> None:
         self.connected.clear()
         self.subscribed.clear()
-        log.warning("ingest lost its MQTT connection (%s); reconnecting", reason)
+        if self._stopping:
+            log.info("ingest disconnected from MQTT")
+        else:
+            log.warning("ingest lost its MQTT connection (%s); reconnecting", reason)
 
     def _on_message(self, _client: mqtt.Client, _userdata: object, msg: mqtt.MQTTMessage) -> None:
         item = Inbound(

@@ -56,10 +56,12 @@ def settings_for(
 
 
 @contextmanager
-def running_ingest(settings: CloudSettings, clock: Clock | None = None) -> Iterator[IngestWorker]:
+def running_ingest(
+    settings: CloudSettings, clock: Clock | None = None, *, connect_timeout: float = 10
+) -> Iterator[IngestWorker]:
     worker = IngestWorker(settings, clock=clock, apply_migrations=False).start()
     try:
-        wait_for(lambda: worker.subscribed, timeout=10)  # fails: the ingest did not connect and subscribe
+        wait_for(lambda: worker.subscribed, timeout=connect_timeout)  # fails: the ingest did not connect and subscribe
         yield worker
     finally:
         worker.stop()

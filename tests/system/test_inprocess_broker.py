@@ -8,7 +8,8 @@ def test_ingest_and_alarm_tickets_over_the_in_process_broker(database_url, uniqu
     broker = InProcessBroker().start()
     try:
         settings = settings_for(database_url, broker.url, f"ingest-{unique_id}")
-        with running_ingest(settings), api_client(settings) as client:
+        # amqtt answers slowly when the machine is busy (it shares this process's GIL): give it time
+        with running_ingest(settings, connect_timeout=60), api_client(settings) as client:
             gw = Gateway(broker.url, site=f"s{unique_id}", gateway=f"g{unique_id}")
             try:
                 gw.birth([("pump-1", "water-pump", "B1")])
