@@ -12,12 +12,15 @@ from cloud.api.background import Background
 from cloud.api.downlink import Downlink
 from cloud.api.routers import (
     alarms,
+    analytics,
     attachments,
     auth,
+    classifier,
     commands,
     devices,
     entry,
     followups,
+    forecast,
     gateways,
     health,
     inbox,
@@ -103,6 +106,9 @@ def create_app(settings: CloudSettings, *, clock: Clock | None = None, apply_mig
         inbox.router,
         followups.router,
         entry.router,
+        analytics.router,
+        forecast.router,
+        classifier.router,
     ):
         app.include_router(router)
     return app

@@ -1,0 +1,1 @@
+"""Complaint classification from text: a corpus, a character n-gram model, retraining from staff overrides."""
