@@ -165,6 +165,11 @@ MATRIX: list[tuple[str, str, set[str], object]] = [
     ("GET", "/api/v1/access-events", OFFICE | {"guard", "resident"}, None),
     ("GET", "/api/v1/access-events/{event_id}/snapshot", OFFICE | {"guard", "resident"}, None),
     ("GET", "/api/v1/gateways/{gateway_id}/whitelist", MANAGEMENT, None),
+    # complaint analytics (issue 6)
+    ("GET", "/api/v1/analytics/kpis", OFFICE, None),
+    ("GET", "/api/v1/analytics/causes", OFFICE, None),
+    ("GET", "/api/v1/analytics/top", OFFICE, None),
+    ("GET", "/api/v1/analytics/alarm-fix", OFFICE, None),
 ]
 
 

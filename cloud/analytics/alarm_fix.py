@@ -1,0 +1,68 @@
+"""How long a device alarm waits for its fix: from the alarm that opened the ticket (its raised_at,
+the device's own time of the event) to the ticket's resolved_at.
+
+Counted: tickets an alarm opened (alarm_id set) created in the range. Repeats of the alarm attach
+to the open ticket and do not restart the clock: the first alarm is the one that waited.
+"""
+
+from datetime import date
+from typing import Any
+
+import psycopg
+from psycopg import sql
+
+from cloud.analytics import figures
+from cloud.analytics.grouping import ALL_LABEL, GroupBy, grouping, label_of, period_label, periods
+from cloud.analytics.selection import Selection
+
+GROUPS = (
+    GroupBy.NONE,
+    GroupBy.DAY,
+    GroupBy.WEEK,
+    GroupBy.MONTH,
+    GroupBy.CATEGORY,
+    GroupBy.BUILDING,
+    GroupBy.DEVICE,
+    GroupBy.RULE,
+)
+COLUMNS = ["group", "alarm_tickets", "fixed", "fix_mean_s", "fix_p50_s", "fix_p90_s"]
+
+_TICKET_COLUMNS = sql.SQL(
+    """t.id, t.created_at, t.category, t.device_id, t.alarm_rule, t.resolved_at, t.alarm_id,
+       (extract(epoch FROM t.resolved_at)
+        - extract(epoch FROM (SELECT a.raised_at FROM alarms a WHERE a.id = t.alarm_id)))::float8 AS fix_s"""
+)
+
+
+def _row(label: str, agg: dict[str, Any] | None) -> dict[str, Any]:
+    a = agg or {}
+    pct = a.get("fix_pct") or [None, None]
+    return {
+        "group": label,
+        "alarm_tickets": a.get("alarm_tickets") or 0,
+        "fixed": a.get("fixed") or 0,
+        "fix_mean_s": figures.seconds(a.get("fix_mean")),
+        "fix_p50_s": figures.seconds(pct[0]),
+        "fix_p90_s": figures.seconds(pct[1]),
+    }
+
+
+def alarm_fix(conn: psycopg.Connection, selection: Selection, by: GroupBy) -> list[dict[str, Any]]:
+    g = grouping(by)
+    query = sql.SQL(
+        """SELECT {key} AS gkey, {label} AS glabel, count(*) AS alarm_tickets, count(t.resolved_at) AS fixed,
+                  avg(t.fix_s) AS fix_mean,
+                  percentile_cont(ARRAY[0.5, 0.9]) WITHIN GROUP (ORDER BY t.fix_s) AS fix_pct
+           FROM {tickets} {joins}
+           WHERE t.alarm_id IS NOT NULL
+           GROUP BY 1, 2"""
+    ).format(key=g.key, label=g.label, tickets=selection.tickets(_TICKET_COLUMNS), joins=g.joins)
+    found = conn.execute(query, selection.params()).fetchall()
+    if by == GroupBy.NONE:
+        return [_row(ALL_LABEL, found[0] if found else None)]
+    if g.is_time:
+        by_period: dict[date, dict[str, Any]] = {r["gkey"]: r for r in found}
+        window = selection.window
+        return [_row(period_label(by, p), by_period.get(p)) for p in periods(by, window.first_day, window.last_day)]
+    rows = [_row(label_of(r["glabel"]), r) for r in found]
+    return sorted(rows, key=lambda r: (-r["alarm_tickets"], r["group"] == "(none)", r["group"]))
