@@ -151,11 +151,15 @@ class TelemetryWriter(DatabaseWorker):
             cur = conn.cursor()
             if good:
                 cur.execute(
-                    """INSERT INTO ingest_messages (message_id, gateway_id, kind)
-                       SELECT id, gw, 'telemetry' FROM unnest(%s::uuid[], %s::text[]) AS m(id, gw)
+                    """INSERT INTO ingest_messages (message_id, gateway_id, kind, points)
+                       SELECT id, gw, 'telemetry', n FROM unnest(%s::uuid[], %s::text[], %s::int[]) AS m(id, gw, n)
                        ON CONFLICT (message_id) DO NOTHING
                        RETURNING message_id""",
-                    ([m.id for _, m, _ in good], [i.parsed.gateway for i, _, _ in good]),  # type: ignore[union-attr]
+                    (
+                        [m.id for _, m, _ in good],
+                        [i.parsed.gateway for i, _, _ in good],  # type: ignore[union-attr]
+                        [m.points for _, m, _ in good],
+                    ),
                 )
                 fresh = {r["message_id"] for r in cur.fetchall()}
                 rows: list[telemetry.Row] = []

@@ -13,6 +13,8 @@ from datetime import UTC, datetime, timedelta
 import psycopg
 from psycopg import sql
 
+from cloud.storage.queries import TELEMETRY_BUCKETS
+
 log = logging.getLogger(__name__)
 
 COLUMNS = ("time", "device_id", "metric", "value", "value_text")
@@ -153,14 +155,12 @@ def bucketed(
     end: datetime,
     bucket: timedelta,
 ) -> list[dict]:
-    """min, max, mean and count per time bucket, for one device and metric."""
+    """min, max, mean and count per time bucket, for one device and metric.
+
+    The text is queries.TELEMETRY_BUCKETS, which the Grafana telemetry dashboard is built from too.
+    """
     cur = conn.execute(
-        """SELECT community_time_bucket(%(bucket)s, time) AS bucket,
-                  min(value) AS min, max(value) AS max, avg(value) AS mean, count(*) AS count
-           FROM telemetry
-           WHERE device_id = %(device)s AND metric = %(metric)s
-             AND time >= %(start)s AND time < %(end)s
-           GROUP BY 1 ORDER BY 1""",
+        TELEMETRY_BUCKETS.sql,
         {"bucket": bucket, "device": device_id, "metric": metric, "start": start, "end": end},
     )
     return list(cur.fetchall())

@@ -62,6 +62,9 @@ def test_redelivered_message_adds_no_rows(database_url, mqtt_url, unique_id, gat
         assert worker.duplicates == 2
     assert count(database_url, "SELECT count(*) FROM ingest_messages WHERE message_id = %s", (msg.id,)) == 1
     assert count(database_url, "SELECT count(*) FROM ingest_messages WHERE message_id = %s", (marker.id,)) == 1
+    # each stored message records its points once (the ingest-rate dashboard sums them)
+    assert count(database_url, "SELECT points FROM ingest_messages WHERE message_id = %s", (msg.id,)) == 2
+    assert count(database_url, "SELECT points FROM ingest_messages WHERE message_id = %s", (marker.id,)) == 1
 
 
 def test_malformed_payloads_are_dead_lettered_and_good_ones_keep_flowing(database_url, mqtt_url, unique_id, gateway):
