@@ -9,7 +9,7 @@ VENV   := .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
 
-.PHONY: demo test bench lint install check-prereqs clean
+.PHONY: demo test bench lint install check-prereqs clean dashboards
 
 $(STAMP): pyproject.toml
 	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -39,6 +39,10 @@ bench: $(STAMP)
 	$(BIN)/python bench/face_match.py
 	$(BIN)/python bench/face_pipeline.py
 	$(BIN)/python bench/door_decision.py
+
+# Rewrite dashboards/community/*.json from the SQL texts of cloud/storage/queries.py.
+dashboards: $(STAMP)
+	$(BIN)/python -m dashboards.build
 
 lint: $(STAMP)
 	$(BIN)/ruff check .
