@@ -170,6 +170,7 @@ MATRIX: list[tuple[str, str, set[str], object]] = [
     ("GET", "/api/v1/analytics/causes", OFFICE, None),
     ("GET", "/api/v1/analytics/top", OFFICE, None),
     ("GET", "/api/v1/analytics/alarm-fix", OFFICE, None),
+    ("GET", "/api/v1/analytics/forecast", OFFICE, None),
 ]
 
 
