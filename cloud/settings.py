@@ -54,6 +54,17 @@ class CloudSettings(BaseSettings):
     data_dir: Path = Path("var")
     log_level: str = "INFO"
 
+    #: Events queued for one live-feed client (GET /api/v1/live); a client that falls further
+    #: behind gets one `resync` event instead, and reloads its screen.
+    live_queue_size: int = Field(default=200, ge=10, le=10_000)
+    #: Seconds between heartbeats on a quiet live feed, so proxies keep the stream open.
+    live_heartbeat_seconds: float = Field(default=15.0, gt=0, le=300)
+    #: Seconds one live-feed connection lasts; the browser reconnects by itself and the login is
+    #: checked again (a revoked login stops hearing changes within this time).
+    live_stream_seconds: int = Field(default=900, ge=10, le=86_400)
+    #: Mark the web screens' login cookie `Secure` (sent over HTTPS only): set when served over HTTPS.
+    web_cookie_secure: bool = False
+
     #: Telemetry messages committed together in one transaction, at most.
     ingest_batch_messages: int = Field(default=500, ge=1, le=10_000)
     #: Threads that write telemetry batches, each with its own connection: while one waits on

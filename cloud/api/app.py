@@ -6,6 +6,7 @@ from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 
 from fastapi import FastAPI
+from fastapi.staticfiles import StaticFiles
 
 from cloud.api import errors
 from cloud.api.background import Background
@@ -39,6 +40,7 @@ from cloud.security.pii import PiiCipher
 from cloud.settings import CloudSettings
 from cloud.storage import migrate
 from cloud.storage.db import make_pool
+from cloud.web import live, pages
 from contract.clock import Clock, SystemClock
 
 log = logging.getLogger(__name__)
@@ -64,9 +66,12 @@ def create_app(settings: CloudSettings, *, clock: Clock | None = None, apply_mig
             background.start()
         app.state.background = background
         app.state.numbers = NumberSource(database_url)
+        app.state.live = live.LiveHub(database_url, queue_size=settings.live_queue_size)
+        app.state.live.start()
         try:
             yield
         finally:
+            await app.state.live.stop()
             app.state.numbers.close()
             app.state.downlink.stop()
             if background is not None:
@@ -109,8 +114,11 @@ def create_app(settings: CloudSettings, *, clock: Clock | None = None, apply_mig
         analytics.router,
         forecast.router,
         classifier.router,
+        live.router,
+        pages.router,
     ):
         app.include_router(router)
+    app.mount("/static", StaticFiles(directory=pages.HERE / "static"), name="static")
     return app
 
 

@@ -1,8 +1,14 @@
 """Dependencies every router shares: a database connection, the clock, and who is acting.
 
-`principal` reads the bearer token (POST /api/v1/auth/token), checks it against the injectable
-clock and the user's current token version, and loads what the user reaches. `allow(...)`
-turns a list of roles into a dependency that refuses the others with a 403.
+`principal` reads the bearer token (POST /api/v1/auth/token) — or the web screens' session cookie,
+which holds the same token — checks it against the injectable clock and the user's current token
+version, and loads what the user reaches. `allow(...)` turns a list of roles into a dependency that
+refuses the others with a 403.
+
+The cookie is HttpOnly and SameSite=Strict; on top of that, a request authenticated by the cookie
+that changes something (any method but GET, HEAD, OPTIONS) must carry `X-Requested-With:
+community-web`, which a page of another origin cannot add without a CORS preflight this API never
+grants: the guard against cross-site request forgery (docs/web.md).
 """
 
 from collections.abc import AsyncIterator, Callable, Iterator
@@ -20,6 +26,13 @@ from contract.clock import Clock
 
 oauth2 = OAuth2PasswordBearer(tokenUrl="/api/v1/auth/token", auto_error=False)
 _BEARER = {"WWW-Authenticate": "Bearer"}
+
+#: the web screens' login cookie (cloud/web/pages.py sets it): the bearer token itself
+SESSION_COOKIE = "community_session"
+#: the header (and its value) every state-changing request authenticated by the cookie must carry
+CSRF_HEADER = "X-Requested-With"
+CSRF_VALUE = "community-web"
+SAFE_METHODS = frozenset({"GET", "HEAD", "OPTIONS"})
 
 
 async def db_slot(request: Request) -> AsyncIterator[None]:
@@ -61,7 +74,18 @@ def principal(
     request: Request, conn: Conn, clock: ClockDep, token: Annotated[str | None, Depends(oauth2)] = None
 ) -> Principal:
     if not token:
+        token = request.cookies.get(SESSION_COOKIE)
+        if token and request.method not in SAFE_METHODS and request.headers.get(CSRF_HEADER) != CSRF_VALUE:
+            raise ApiError(
+                403, f"a request with the session cookie that changes something needs {CSRF_HEADER}: {CSRF_VALUE}"
+            )
+    if not token:
         raise ApiError(401, "not logged in: send a bearer token from POST /api/v1/auth/token", headers=_BEARER)
+    return principal_of_token(request, conn, clock, token)
+
+
+def principal_of_token(request: Request, conn: psycopg.Connection, clock: Clock, token: str) -> Principal:
+    """The principal a token stands for (401 when it is invalid, expired, revoked or the user inactive)."""
     try:
         claims = tokens.read(request.app.state.secrets.jwt_secret, token, now=clock.now())
     except tokens.InvalidToken:

@@ -81,6 +81,8 @@ class AlarmOut(BaseModel):
     ack_note: str | None
     cleared_at: datetime | None
     clear_value: Any
+    #: the camera's picture of the alarm (GET /api/v1/alarms/{id}/snapshot), when one came
+    snapshot_id: UUID | None = None
 
 
 class TicketOut(BaseModel):

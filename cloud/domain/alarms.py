@@ -13,6 +13,7 @@ import psycopg
 from psycopg.types.json import Jsonb
 
 from cloud.domain import tickets, workflow
+from cloud.domain.changes import notify
 from cloud.domain.registry import DeviceRef
 from contract.common import Category, Severity, TicketKind
 from contract.messages import AlarmMessage
@@ -68,12 +69,15 @@ def _raise(
     floor: str | None = None,
     room: str | None = None,
     cfg: workflow.Settings | None = None,
+    message_id: str | None = None,
 ) -> RaiseOutcome:
     existing = conn.execute(
         "SELECT id, ticket_id FROM alarms WHERE alarm_key = %s AND state <> 'cleared' FOR UPDATE", (key,)
     ).fetchone()
     if existing is not None:
-        return RaiseOutcome(existing["id"], duplicate=True, ticket=None)
+        outcome = RaiseOutcome(existing["id"], duplicate=True, ticket=None)
+        _announce_raise(conn, outcome, site_id, severity, message_id)
+        return outcome
     row = conn.execute(
         """INSERT INTO alarms (source_type, site_id, gateway_id, device_id, rule, alarm_key, severity, state,
                                message, value, ticket_type, raised_at, received_at)
@@ -131,7 +135,27 @@ def _raise(
             # a new alarm ticket goes through the same intake as a typed-in one: routed, timed, told
             row = conn.execute("SELECT * FROM tickets WHERE id = %s", (ticket.id,)).fetchone()
             workflow.intake(conn, row, None, now, cfg)
-    return RaiseOutcome(alarm_id, duplicate=False, ticket=ticket)
+    outcome = RaiseOutcome(alarm_id, duplicate=False, ticket=ticket)
+    _announce_raise(conn, outcome, site_id, severity, message_id)
+    return outcome
+
+
+def _announce_raise(
+    conn: psycopg.Connection, outcome: RaiseOutcome, site_id: str, severity: Severity, message_id: str | None
+) -> None:
+    """`alarm_raised`, from every path that raises one (device, gateway watchdog, cloud rules, patrol)."""
+    notify(
+        conn,
+        "alarm_raised",
+        {
+            "site": site_id,
+            "alarm_id": outcome.alarm_id,
+            "severity": severity.value,
+            "duplicate": outcome.duplicate,
+            "ticket": outcome.ticket.number if outcome.ticket else None,
+            "message_id": message_id,
+        },
+    )
 
 
 def raise_device_alarm(
@@ -164,6 +188,7 @@ def raise_device_alarm(
         floor=device.floor,
         room=device.room,
         cfg=cfg,
+        message_id=str(msg.id),
     )
 
 
@@ -207,11 +232,12 @@ def clear(conn: psycopg.Connection, *, key: str, cleared_at: datetime, value: An
     row = conn.execute(
         """UPDATE alarms SET state = 'cleared', cleared_at = %s, clear_value = %s
            WHERE alarm_key = %s AND state <> 'cleared'
-           RETURNING id, ticket_id, rule""",
+           RETURNING id, ticket_id, rule, site_id""",
         (cleared_at, Jsonb(value) if value is not None else None, key),
     ).fetchone()
     if row is None:
         return None
+    notify(conn, "alarm_cleared", {"site": row["site_id"], "alarm_id": row["id"]})
     if row["ticket_id"] is not None:
         body = f"The alarm '{row['rule']}' cleared"
         if value is not None:
@@ -231,7 +257,7 @@ def clear(conn: psycopg.Connection, *, key: str, cleared_at: datetime, value: An
 
 def acknowledge(conn: psycopg.Connection, *, alarm_id: int, actor: str, note: str | None, now: datetime) -> dict:
     row = conn.execute(
-        "SELECT id, state, acknowledged_at, ticket_id FROM alarms WHERE id = %s FOR UPDATE", (alarm_id,)
+        "SELECT id, state, acknowledged_at, ticket_id, site_id FROM alarms WHERE id = %s FOR UPDATE", (alarm_id,)
     ).fetchone()
     if row is None:
         raise AlarmNotFound(f"alarm {alarm_id} does not exist")
@@ -243,6 +269,7 @@ def acknowledge(conn: psycopg.Connection, *, alarm_id: int, actor: str, note: st
            WHERE id = %s""",
         (now, actor, note, alarm_id),
     )
+    notify(conn, "alarm_acknowledged", {"site": row["site_id"], "alarm_id": alarm_id, "by": actor})
     if row["ticket_id"] is not None:
         tickets.add_event(
             conn,
@@ -258,7 +285,8 @@ def acknowledge(conn: psycopg.Connection, *, alarm_id: int, actor: str, note: st
 
 ALARM_COLUMNS = """a.id, a.source_type, a.site_id, a.gateway_id, a.device_id, d.name AS device_name, a.rule,
     a.severity, a.state, a.message, a.value, a.ticket_type, t.number AS ticket_number, a.raised_at,
-    a.received_at, a.acknowledged_at, a.acknowledged_by, a.ack_note, a.cleared_at, a.clear_value"""
+    a.received_at, a.acknowledged_at, a.acknowledged_by, a.ack_note, a.cleared_at, a.clear_value,
+    a.snapshot_id"""
 
 
 def get_alarm(conn: psycopg.Connection, alarm_id: int) -> dict | None:

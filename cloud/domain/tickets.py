@@ -16,6 +16,7 @@ from psycopg import sql
 from psycopg.rows import dict_row
 from psycopg.types.json import Jsonb
 
+from cloud.domain.changes import notify
 from contract.common import Category, Severity
 
 
@@ -122,12 +123,40 @@ def add_event(
     actor_user_id: int | None = None,
     visibility: str = "internal",
 ) -> None:
-    """A timeline entry; `shared` entries are shown to the resident, `internal` ones only to staff."""
+    """A timeline entry; `shared` entries are shown to the resident, `internal` ones only to staff.
+
+    Every change of a ticket writes one, so this is where live screens hear of it (a `ticket`
+    notification with the ids a screen needs to decide whether the ticket concerns its user).
+    """
     conn.execute(
         """INSERT INTO ticket_events (ticket_id, at, actor, kind, body, data, actor_user_id, visibility)
            VALUES (%s, %s, %s, %s, %s, %s, %s, %s)""",
         (ticket_id, at, actor, kind, body, Jsonb(data or {}), actor_user_id, visibility),
     )
+    row = conn.execute(
+        """SELECT site_id, number, type, category, complainant_id, unit_id, assignee_id, department_id
+           FROM tickets WHERE id = %s""",
+        (ticket_id,),
+    ).fetchone()
+    if row is not None:
+        notify(
+            conn,
+            "ticket",
+            {
+                "site": row["site_id"],
+                "ticket_id": ticket_id,
+                "number": row["number"],
+                "event": kind,
+                "visibility": visibility,
+                # what cloud.domain.access.ticket_scope decides by, so that a listener can apply it
+                "type": row["type"],
+                "category": row["category"],
+                "complainant_id": row["complainant_id"],
+                "unit_id": row["unit_id"],
+                "assignee_id": row["assignee_id"],
+                "department_id": row["department_id"],
+            },
+        )
 
 
 @dataclass(frozen=True)

@@ -5,7 +5,6 @@ They are few and they matter quickly (an alarm should become a ticket in millise
 they have their own queue and connection and never wait behind a telemetry batch.
 """
 
-import json
 import logging
 import queue
 import re
@@ -14,14 +13,17 @@ from pathlib import Path
 
 import psycopg
 from psycopg.types.json import Jsonb
+from pydantic import ValidationError
 
-from cloud.domain import access_events, alarms, commands, registry, remote_config, whitelist, workflow
+from cloud.domain import access_events, alarms, commands, patrol, registry, remote_config, whitelist, workflow
+from cloud.domain.changes import NOTIFY_CHANNEL, notify
 from cloud.domain.registry import Resolver
 from cloud.ingest import deadletter
 from cloud.ingest.db_worker import DatabaseWorker
 from cloud.ingest.inbound import Inbound
 from contract.access import AccessEvent, WhitelistRequest
 from contract.clock import Clock
+from contract.common import format_validation_errors
 from contract.messages import (
     AlarmMessage,
     BirthMessage,
@@ -34,6 +36,7 @@ from contract.messages import (
     StatusMessage,
     decode,
 )
+from contract.patrol import PATROL_SCAN_EVENT, PatrolScanData
 from contract.topics import Kind
 
 log = logging.getLogger(__name__)
@@ -41,14 +44,8 @@ log = logging.getLogger(__name__)
 GATEWAY_OFFLINE_RULE = "gateway_offline"
 _DEVICE_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$")
 
-
-#: PostgreSQL channel on which the ingest announces changes, delivered when they commit
-#: (live views and the alarm-to-ticket benchmark listen to it).
-NOTIFY_CHANNEL = "community_changes"
-
-
-def notify(conn: psycopg.Connection, kind: str, data: dict) -> None:
-    conn.execute("SELECT pg_notify(%s, %s)", (NOTIFY_CHANNEL, json.dumps({"kind": kind, **data})))
+#: where changes are announced (cloud.domain.changes; kept here for the benchmarks that import it)
+__all__ = ["NOTIFY_CHANNEL", "ControlHandler", "notify"]
 
 
 class ControlHandler(DatabaseWorker):
@@ -147,13 +144,21 @@ class ControlHandler(DatabaseWorker):
             self._record_event(
                 conn, site, gateway, None, msg.ts, now, f"config_{msg.status}", msg.reason, msg.model_dump(mode="json")
             )
-            notify(conn, "config_state", {"gateway": gateway, "version": msg.version, "status": msg.status})
+            notify(
+                conn,
+                "config_state",
+                {"site": site, "gateway": gateway, "version": msg.version, "status": msg.status},
+            )
         elif isinstance(msg, AccessEvent):
             stored = access_events.store(
                 conn, site=site, gateway=gateway, msg=msg, now=now, attachments_dir=self._attachments_dir
             )
             if stored:
-                notify(conn, "access_event", {"id": str(msg.id), "gateway": gateway, "door": msg.door})
+                notify(
+                    conn,
+                    "access_event",
+                    {"site": site, "id": str(msg.id), "gateway": gateway, "door": msg.door, "granted": msg.granted},
+                )
         elif isinstance(msg, WhitelistRequest):
             whitelist.request_full(conn, gateway)
             log.info("gateway %s asks for its full whitelist (has %s: %s)", gateway, msg.have_version, msg.reason)
@@ -167,7 +172,11 @@ class ControlHandler(DatabaseWorker):
             device_id = row["device_id"]
         data = {**msg.model_dump(mode="json"), "outcome": outcome}
         self._record_event(conn, site, gateway, device_id, msg.ts, now, "command_ack", msg.reason, data)
-        notify(conn, "command", {"command_id": str(msg.command_id), "status": msg.status, "outcome": outcome})
+        notify(
+            conn,
+            "command",
+            {"site": site, "command_id": str(msg.command_id), "status": msg.status, "outcome": outcome},
+        )
         log.info("command %s on %s: %s (%s)", msg.command_id, gateway, msg.status, outcome)
 
     def _device(self, conn: psycopg.Connection, site: str, gateway: str, name: str) -> registry.DeviceRef:
@@ -183,7 +192,7 @@ class ControlHandler(DatabaseWorker):
             if cleared:
                 log.info("gateway %s is back online; alarm %s cleared", gateway, cleared)
         self._record_event(conn, site, gateway, None, msg.ts, now, f"gateway_{msg.state}", msg.reason, {})
-        notify(conn, "gateway", {"gateway": gateway, "state": msg.state})
+        notify(conn, "gateway", {"site": site, "gateway": gateway, "state": msg.state})
 
     def _alarm(self, conn: psycopg.Connection, site: str, gateway: str, msg: AlarmMessage, now: datetime) -> None:
         device = self._device(conn, site, gateway, msg.device)
@@ -200,16 +209,7 @@ class ControlHandler(DatabaseWorker):
                     outcome.ticket.number,
                     "opened" if outcome.ticket.created else "repeat",
                 )
-            notify(
-                conn,
-                "alarm_raised",
-                {
-                    "alarm_id": outcome.alarm_id,
-                    "message_id": str(msg.id),
-                    "duplicate": outcome.duplicate,
-                    "ticket": outcome.ticket.number if outcome.ticket else None,
-                },
-            )
+            # cloud.domain.alarms announces `alarm_raised` (with this message's id)
         else:
             cleared = alarms.clear(
                 conn, key=alarms.device_key(device.id, msg.rule), cleared_at=msg.ts, value=msg.value, now=now
@@ -217,7 +217,6 @@ class ControlHandler(DatabaseWorker):
             if cleared is None:
                 # normal after a gateway restart: it settles every rule once, clear or not
                 log.debug("clear of alarm %s on %s, which is not active here; nothing to clear", msg.rule, msg.device)
-            notify(conn, "alarm_cleared", {"alarm_id": cleared, "message_id": str(msg.id)})
 
     def _event(self, conn: psycopg.Connection, site: str, gateway: str, msg: EventMessage, now: datetime) -> None:
         device_id = None
@@ -225,6 +224,11 @@ class ControlHandler(DatabaseWorker):
             device_id = self._resolver.device_ids(site, gateway, {msg.device})[msg.device]
             if msg.kind in ("device_online", "device_offline"):
                 registry.set_device_online(conn, device_id=device_id, online=msg.kind == "device_online", at=msg.ts)
+                notify(
+                    conn,
+                    "device",
+                    {"site": site, "gateway": gateway, "device_id": device_id, "online": msg.kind == "device_online"},
+                )
         data = msg.data
         if msg.kind == "alarm_snapshot":
             # the JPEG goes to a file linked to the alarm (and its ticket), not into the events table
@@ -240,7 +244,40 @@ class ControlHandler(DatabaseWorker):
                 now=now,
                 attachments_dir=self._attachments_dir,
             )
+            if data.get("alarm_id") is not None:
+                notify(conn, "alarm_snapshot", {"site": site, "alarm_id": data["alarm_id"]})
+        elif msg.kind == PATROL_SCAN_EVENT:
+            data = self._patrol_scan(conn, site, gateway, msg, now)
         self._record_event(conn, site, gateway, device_id, msg.ts, now, msg.kind, msg.detail, data)
+
+    @staticmethod
+    def _patrol_scan(conn: psycopg.Connection, site: str, gateway: str, msg: EventMessage, now: datetime) -> dict:
+        """A checkpoint reader's scan, counted on its round (docs/patrol.md); kept as an event in any case."""
+        try:
+            scan = PatrolScanData.model_validate(msg.data)
+        except ValidationError as exc:
+            reason = format_validation_errors(exc.errors(include_url=False))
+            log.warning("patrol scan from gateway %s/%s not counted: %s (kept as an event)", site, gateway, reason)
+            return {**msg.data, "outcome": "invalid", "reason": reason}
+        result = patrol.record_scan(
+            conn,
+            sites=[site],
+            tag=scan.tag,
+            at=msg.ts,
+            now=now,
+            via="reader",
+            gateway_id=gateway,
+            device=msg.device,
+            card=scan.card,
+            message_id=msg.id,
+        )
+        if result.outcome == "unknown_tag":
+            log.warning(
+                "patrol scan of unknown tag %r from gateway %s/%s (%s): kept", scan.tag, site, gateway, msg.device
+            )
+        elif result.outcome not in ("on_time", "late"):
+            log.info("patrol scan from gateway %s not counted (%s): %s", gateway, result.outcome, result.reason)
+        return {**msg.data, "scan_id": result.scan_id, "outcome": result.outcome}
 
     @staticmethod
     def _record_event(

@@ -10,6 +10,7 @@ from datetime import datetime
 import psycopg
 from psycopg.types.json import Jsonb
 
+from cloud.domain.changes import notify
 from contract.common import Value
 
 
@@ -57,14 +58,21 @@ class LastValues:
                         ids.append(device_id)
                         docs.append(Jsonb({m: {"value": v, "ts": ts.isoformat()} for m, (ts, v) in metrics.items()}))
                         seen.append(max(ts for ts, _ in metrics.values()))
-                    conn.execute(
-                        """UPDATE devices d
-                           SET last_values = d.last_values || v.doc,
-                               last_seen_at = greatest(d.last_seen_at, v.seen)
-                           FROM unnest(%s::bigint[], %s::jsonb[], %s::timestamptz[]) AS v(id, doc, seen)
-                           WHERE d.id = v.id""",
+                    sites = conn.execute(
+                        """WITH changed AS (
+                               UPDATE devices d
+                               SET last_values = d.last_values || v.doc,
+                                   last_seen_at = greatest(d.last_seen_at, v.seen)
+                               FROM unnest(%s::bigint[], %s::jsonb[], %s::timestamptz[]) AS v(id, doc, seen)
+                               WHERE d.id = v.id
+                               RETURNING d.gateway_id)
+                           SELECT g.site_id, count(*) AS devices
+                           FROM changed c JOIN gateways g ON g.id = c.gateway_id GROUP BY g.site_id""",
                         (ids, docs, seen),
-                    )
+                    ).fetchall()
+                    for site in sites:
+                        # at most one a flush (about a second) per site: the device board refetches
+                        notify(conn, "last_values", {"site": site["site_id"], "devices": site["devices"]})
                 if gateways:
                     conn.execute(
                         """UPDATE gateways g SET last_seen_at = greatest(g.last_seen_at, v.seen)

@@ -1,13 +1,14 @@
 from enum import StrEnum
 from typing import Annotated
 
-from fastapi import APIRouter, Body, Depends, Query
+from fastapi import APIRouter, Body, Depends, Query, Request
+from fastapi.responses import FileResponse
 from pydantic import BaseModel, Field
 
 from cloud.api.deps import ClockDep, Conn, allow
 from cloud.api.errors import ApiError
 from cloud.api.schemas import AlarmOut
-from cloud.domain import alarms, audit
+from cloud.domain import alarms, attachments, audit
 from cloud.domain.access import STAFF, Principal
 from contract.common import Severity
 
@@ -62,6 +63,20 @@ def get_alarm(alarm_id: int, conn: Conn, who: Staff) -> dict:
     if row is None or not who.reaches_site(row["site_id"]):
         raise ApiError(404, f"alarm {alarm_id} does not exist")
     return row
+
+
+@router.get("/{alarm_id}/snapshot", response_class=FileResponse)
+def alarm_snapshot(alarm_id: int, request: Request, conn: Conn, who: Staff) -> FileResponse:
+    """The camera's JPEG of the alarm (404 when none came or the alarm is out of reach)."""
+    row = alarms.get_alarm(conn, alarm_id)
+    if row is None or not who.reaches_site(row["site_id"]):
+        raise ApiError(404, f"alarm {alarm_id} does not exist")
+    if row["snapshot_id"] is None:
+        raise ApiError(404, f"alarm {alarm_id} has no snapshot")
+    path = attachments.path_of(request.app.state.settings.attachments_dir, row["snapshot_id"])
+    if not path.exists():
+        raise ApiError(404, f"the snapshot of alarm {alarm_id} is no longer kept")
+    return FileResponse(path, media_type="image/jpeg")
 
 
 @router.post("/{alarm_id}/ack", response_model=AlarmOut)
