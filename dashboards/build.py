@@ -15,7 +15,7 @@ import argparse
 import json
 import re
 import sys
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Literal
 
@@ -71,6 +71,8 @@ class Variable:
 
 @dataclass(frozen=True)
 class Panel:
+    """One panel: how it draws, the shared text it runs, its size in grid units (24 to a row)."""
+
     kind: Literal["timeseries", "stat", "table"]
     title: str
     query: Query
@@ -89,6 +91,8 @@ class Panel:
 
 @dataclass(frozen=True)
 class Dashboard:
+    """One dashboard file: its variables, in the order they depend on each other, and its panels."""
+
     file: str
     uid: str
     title: str
@@ -98,7 +102,6 @@ class Dashboard:
     variables: tuple[Variable, ...] = ()
     time_from: str = "now-6h"
     refresh: str = "30s"
-    links: tuple[str, ...] = field(default=())
 
 
 def _override(name: str, **properties: Any) -> dict[str, Any]:

@@ -149,6 +149,10 @@ def test_every_shared_text_is_used_and_every_parameter_has_a_grafana_form() -> N
     # a parameter the generator does not know is refused, not left in the SQL
     with pytest.raises(ValueError, match="no Grafana form"):
         build.grafana_sql(Query("x", "SELECT %(gateway)s"))
+    # and so is a panel using a variable its dashboard does not have
+    orphan = build.Dashboard("x.json", "x", "X", "", (), (build.Panel("table", "Open", queries.OPEN_ALARMS, 24, 8),))
+    with pytest.raises(ValueError, match=r"undefined variables \['site'\]"):
+        build.dashboard_json(orphan)
 
 
 # --- the SQL, for real ---------------------------------------------------------------------
