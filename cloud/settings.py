@@ -2,6 +2,7 @@
 
 from functools import lru_cache
 from pathlib import Path
+from typing import Literal
 
 from pydantic import AliasChoices, Field, SecretStr
 from pydantic_settings import BaseSettings, SettingsConfigDict
@@ -114,6 +115,16 @@ class CloudSettings(BaseSettings):
     scheduler_enabled: bool = True
     #: Largest attachment accepted, in bytes.
     attachment_max_bytes: int = Field(default=10 * 1024 * 1024, ge=1024)
+
+    # --- security patrol (docs/patrol.md) -----------------------------------------------------
+    #: Severity of the alarm for a missed checkpoint (a route may set its own); it opens a safety ticket.
+    patrol_missed_severity: Literal["critical", "major", "minor", "warning"] = "major"
+    #: Severity of the alarm for a checkpoint scanned late (a route may set its own).
+    patrol_late_severity: Literal["critical", "major", "minor", "warning"] = "minor"
+    #: A late checkpoint's alarm opens a safety ticket too (a missed one always does).
+    patrol_late_opens_ticket: bool = True
+    #: The scheduler makes each schedule's rounds this many hours ahead.
+    patrol_plan_ahead_hours: float = Field(default=24.0, gt=0, le=24 * 14)
 
     # --- face and card entry ------------------------------------------------------------------
     #: A face photo larger than this many bytes is refused.

@@ -26,6 +26,7 @@ from cloud.api.routers import (
     health,
     inbox,
     org,
+    patrol,
     people,
     places,
     registry,
@@ -114,6 +115,7 @@ def create_app(settings: CloudSettings, *, clock: Clock | None = None, apply_mig
         analytics.router,
         forecast.router,
         classifier.router,
+        patrol.router,
         live.router,
         pages.router,
     ):

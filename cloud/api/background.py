@@ -1,4 +1,5 @@
-"""The API process's background thread: the workflow scheduler, command expiry and the notification dispatcher.
+"""The API process's background thread: the workflow scheduler, the patrol pass, command expiry and the notification
+dispatcher.
 
 Every API process may run it; each change it makes happens once (see cloud/domain/scheduler.py
 and cloud/notify/dispatch.py).
@@ -9,7 +10,7 @@ import threading
 
 from psycopg_pool import ConnectionPool
 
-from cloud.domain import commands, scheduler, workflow
+from cloud.domain import commands, patrol, scheduler, workflow
 from cloud.notify.dispatch import deliver_due
 from cloud.notify.email import email_sender_from
 from cloud.notify.sms import sms_provider_from
@@ -28,6 +29,7 @@ class Background(threading.Thread):
         self.clock = clock
         self.cipher = cipher
         self.cfg = workflow.settings_from(settings)
+        self.patrol = patrol.settings_from(settings)
         self.email = email_sender_from(settings)
         self.sms = sms_provider_from(settings, settings.data_dir)
         self._stop_event = threading.Event()
@@ -40,10 +42,18 @@ class Background(threading.Thread):
         now = self.clock.now()
         with self.pool.connection() as conn:
             counts = scheduler.run_pass(conn, now, self.cfg)
+            rounds = patrol.run_pass(conn, now, self.patrol, self.cfg)
             with conn.transaction():
                 expired = commands.expire_due(conn, now)
         if expired:
             log.info("scheduler: %d commands expired without an answer", expired)
+        if rounds.missed or rounds.alarms or rounds.finished:
+            log.info(
+                "patrol: %d checkpoints missed, %d alarms raised, %d rounds finished",
+                rounds.missed,
+                rounds.alarms,
+                rounds.finished,
+            )
         if counts.warned or counts.breached or counts.closed:
             log.info("scheduler: %d warned, %d breached, %d closed", counts.warned, counts.breached, counts.closed)
         while True:

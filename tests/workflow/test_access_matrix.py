@@ -167,6 +167,46 @@ MATRIX: list[tuple[str, str, set[str], object]] = [
     ("GET", "/api/v1/access-events", OFFICE | {"guard", "resident"}, None),
     ("GET", "/api/v1/access-events/{event_id}/snapshot", OFFICE | {"guard", "resident"}, None),
     ("GET", "/api/v1/gateways/{gateway_id}/whitelist", MANAGEMENT, None),
+    # security patrol (issue 7): set-up by management, read by the office and guards; rounds by staff
+    ("GET", "/api/v1/patrol/checkpoints", OFFICE | {"guard"}, None),
+    (
+        "POST",
+        "/api/v1/patrol/checkpoints",
+        MANAGEMENT,
+        {"site_id": "estate-a", "code": "M1", "name": "Gate", "tag": "MATRIX-1", "tag_kind": "qr"},
+    ),
+    ("PATCH", "/api/v1/patrol/checkpoints/{checkpoint_id}", MANAGEMENT, {"name": "Gate"}),
+    ("DELETE", "/api/v1/patrol/checkpoints/{checkpoint_id}", MANAGEMENT, None),
+    ("GET", "/api/v1/patrol/routes", OFFICE | {"guard"}, None),
+    (
+        "POST",
+        "/api/v1/patrol/routes",
+        MANAGEMENT,
+        {
+            "site_id": "estate-a",
+            "name": "Night",
+            "checkpoints": [{"checkpoint_id": 0, "offset_minutes": 0, "tolerance_minutes": 5}],
+        },
+    ),
+    ("GET", "/api/v1/patrol/routes/{route_id}", OFFICE | {"guard"}, None),
+    (
+        "PUT",
+        "/api/v1/patrol/routes/{route_id}",
+        MANAGEMENT,
+        {"name": "Night", "checkpoints": [{"checkpoint_id": 0, "offset_minutes": 0, "tolerance_minutes": 5}]},
+    ),
+    ("DELETE", "/api/v1/patrol/routes/{route_id}", MANAGEMENT, None),
+    ("GET", "/api/v1/patrol/schedules", OFFICE | {"guard"}, None),
+    ("POST", "/api/v1/patrol/schedules", MANAGEMENT, {"route_id": 0, "times": ["22:00"]}),
+    ("DELETE", "/api/v1/patrol/schedules/{schedule_id}", MANAGEMENT, None),
+    ("GET", "/api/v1/patrol/assignments", OFFICE | {"guard"}, None),
+    ("POST", "/api/v1/patrol/assignments", MANAGEMENT, {"schedule_id": 0, "user_id": 0}),
+    ("DELETE", "/api/v1/patrol/assignments/{assignment_id}", MANAGEMENT, None),
+    ("GET", "/api/v1/patrol/rounds", STAFF, None),
+    ("GET", "/api/v1/patrol/rounds/current", STAFF, None),
+    ("GET", "/api/v1/patrol/rounds/{round_id}", STAFF, None),
+    ("POST", "/api/v1/patrol/scans", {"guard"}, {"tag": "NOT-A-TAG"}),
+    ("GET", "/api/v1/patrol/scans", OFFICE | {"guard"}, None),
     # complaint analytics (issue 6)
     ("GET", "/api/v1/analytics/kpis", OFFICE, None),
     ("GET", "/api/v1/analytics/causes", OFFICE, None),
@@ -202,6 +242,11 @@ def _fill(path: str, world: World, number: str) -> str:
         "day": "2026-12-25",
         "pass_id": "00000000-0000-4000-8000-000000000000",
         "event_id": "00000000-0000-4000-8000-000000000000",
+        "checkpoint_id": "1",
+        "route_id": "1",
+        "schedule_id": "1",
+        "assignment_id": "1",
+        "round_id": "1",
     }
     for key, value in values.items():
         path = path.replace("{" + key + "}", value)
