@@ -13,7 +13,7 @@ from psycopg import sql
 
 from cloud.analytics import figures
 from cloud.analytics.grouping import ALL_LABEL, GroupBy, grouping, label_of, period_label, periods
-from cloud.analytics.selection import Selection
+from cloud.analytics.selection import Selection, plan_each_time
 
 GROUPS = (
     GroupBy.NONE,
@@ -27,11 +27,9 @@ GROUPS = (
 )
 COLUMNS = ["group", "alarm_tickets", "fixed", "fix_mean_s", "fix_p50_s", "fix_p90_s"]
 
-_TICKET_COLUMNS = sql.SQL(
-    """t.id, t.created_at, t.category, t.device_id, t.alarm_rule, t.resolved_at, t.alarm_id,
-       (extract(epoch FROM t.resolved_at)
-        - extract(epoch FROM (SELECT a.raised_at FROM alarms a WHERE a.id = t.alarm_id)))::float8 AS fix_s"""
-)
+_TICKET_COLUMNS = sql.SQL("t.id, t.created_at, t.category, t.device_id, t.alarm_rule, t.resolved_at, t.alarm_id")
+#: seconds from the alarm (alias fa) to the fix
+_FIX_S = "date_part('epoch', t.resolved_at) - date_part('epoch', fa.raised_at)"
 
 
 def _row(label: str, agg: dict[str, Any] | None) -> dict[str, Any]:
@@ -48,15 +46,15 @@ def _row(label: str, agg: dict[str, Any] | None) -> dict[str, Any]:
 
 
 def alarm_fix(conn: psycopg.Connection, selection: Selection, by: GroupBy) -> list[dict[str, Any]]:
+    plan_each_time(conn)
     g = grouping(by)
     query = sql.SQL(
         """SELECT {key} AS gkey, {label} AS glabel, count(*) AS alarm_tickets, count(t.resolved_at) AS fixed,
-                  avg(t.fix_s) AS fix_mean,
-                  percentile_cont(ARRAY[0.5, 0.9]) WITHIN GROUP (ORDER BY t.fix_s) AS fix_pct
-           FROM {tickets} {joins}
-           WHERE t.alarm_id IS NOT NULL
+                  avg({fix_s}) AS fix_mean,
+                  percentile_cont(ARRAY[0.5, 0.9]) WITHIN GROUP (ORDER BY {fix_s}) AS fix_pct
+           FROM {tickets} JOIN alarms fa ON fa.id = t.alarm_id {joins}
            GROUP BY 1, 2"""
-    ).format(key=g.key, label=g.label, tickets=selection.tickets(_TICKET_COLUMNS), joins=g.joins)
+    ).format(key=g.key, label=g.label, fix_s=sql.SQL(_FIX_S), tickets=selection.tickets(_TICKET_COLUMNS), joins=g.joins)
     found = conn.execute(query, selection.params()).fetchall()
     if by == GroupBy.NONE:
         return [_row(ALL_LABEL, found[0] if found else None)]

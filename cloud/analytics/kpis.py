@@ -13,7 +13,7 @@ from psycopg import sql
 
 from cloud.analytics import figures
 from cloud.analytics.grouping import ALL_LABEL, GroupBy, grouping, label_of, period_label, periods
-from cloud.analytics.selection import Selection
+from cloud.analytics.selection import Selection, plan_each_time
 
 COLUMNS = [
     "group",
@@ -53,8 +53,8 @@ _TICKET_COLUMNS = sql.SQL(
     """t.id, t.status, t.created_at, t.first_response_at, t.resolved_at, t.cancelled_at, t.on_hold_since,
        t.response_due_at, t.resolution_due_at, t.rating, t.recomplaint_of, t.reopen_count,
        t.category, t.channel, t.department_id, t.assignee_id, t.device_id, t.alarm_rule,
-       (extract(epoch FROM t.first_response_at) - extract(epoch FROM t.created_at))::float8 AS response_s,
-       (extract(epoch FROM t.resolved_at) - extract(epoch FROM t.first_response_at))::float8 AS handling_s"""
+       date_part('epoch', t.first_response_at) - date_part('epoch', t.created_at) AS response_s,
+       date_part('epoch', t.resolved_at) - date_part('epoch', t.first_response_at) AS handling_s"""
 )
 
 # A deadline is due once it can be judged: met (answered in time) or missed (answered late, or
@@ -131,6 +131,7 @@ def _row(label: str, agg: dict[str, Any] | None) -> dict[str, Any]:
 
 def kpis(conn: psycopg.Connection, selection: Selection, by: GroupBy, *, now: datetime) -> list[dict[str, Any]]:
     """One row per group, in the order of COLUMNS."""
+    plan_each_time(conn)
     g = grouping(by)
     query = sql.SQL(
         "SELECT {key} AS gkey, {label} AS glabel, {aggregates} FROM {tickets} {joins} GROUP BY 1, 2"
