@@ -42,6 +42,10 @@ _STAFF_KINDS = frozenset(
         "last_values",
         "command",
         "config_state",
+        # the security patrol (cloud.domain.patrol): rounds, checkpoints, scans
+        "patrol_round",
+        "patrol_checkpoint",
+        "patrol_scan",
     }
 )
 #: door decisions: the office and the guards (a resident's own entries are not on the feed yet)
@@ -126,6 +130,8 @@ class LiveHub:
         self._seq = 0
         #: set while the LISTEN connection is up (tests and /healthz-like checks wait on it)
         self.listening = asyncio.Event()
+        #: the LISTEN connection's server process (the tests end it to see the hub come back)
+        self.backend_pid: int | None = None
         self.received = 0
 
     @property
@@ -179,6 +185,7 @@ class LiveHub:
             try:
                 async with conn:
                     await conn.execute(f"LISTEN {NOTIFY_CHANNEL}")
+                    self.backend_pid = conn.info.backend_pid
                     self.listening.set()
                     delay = 0.2
                     if lost:

@@ -143,6 +143,7 @@
       ),
     );
     document.getElementById("door-list").replaceChildren(...rows);
+    document.getElementById("door-empty").hidden = rows.length > 0;
   }
 
   // ---- board: per site and building, gateways and devices with their last values
@@ -207,7 +208,7 @@
                 { class: `gateway ${g.status}`, dataset: { gatewayId: g.id } },
                 el("span", { class: "dot", title: g.status }),
                 el("span", { class: "name" }, g.name || g.id),
-                el("span", { class: "values" }, `${g.status} since ${when(g.status_since)}`),
+                el("span", { class: "values" }, g.status_since ? `${g.status} since ${when(g.status_since)}` : g.status),
               ),
             ),
           ),
@@ -266,6 +267,53 @@
     if (command.state !== "pending") pendingCommands.delete(event.command_id);
   }
 
+  // ---- patrol: the rounds in course, each checkpoint on time, late, missed or still to come
+  async function loadPatrol() {
+    const box = document.getElementById("patrol");
+    let rounds;
+    try {
+      rounds = await api("GET", "/api/v1/patrol/rounds/current");
+    } catch (err) {
+      if (err.status !== 404) throw err;
+      box.replaceChildren(el("p", { class: "unavailable" }, "patrol: not available"));
+      return;
+    }
+    if (rounds.length === 0) {
+      box.replaceChildren(el("p", { class: "empty" }, "No round in course."));
+      return;
+    }
+    box.replaceChildren(
+      ...rounds.map((r) =>
+        el(
+          "div",
+          { class: `round ${r.state}`, dataset: { roundId: r.id } },
+          el(
+            "div",
+            { class: "title" },
+            `${r.route_name} · ${r.guard_name || r.guard_username || "unassigned"} · `,
+            `${r.counts.on_time + r.counts.late}/${r.checkpoints.length} scanned`,
+            r.counts.missed ? ` · ${r.counts.missed} missed` : "",
+          ),
+          el(
+            "ol",
+            { class: "checkpoints" },
+            r.checkpoints.map((c) =>
+              el(
+                "li",
+                {
+                  class: `checkpoint ${c.overdue ? "overdue" : c.status}`,
+                  title: `${c.name}: ${c.status.replace("_", " ")}, due ${when(c.due_at)}`,
+                },
+                el("span", { class: "code" }, c.code),
+                el("span", { class: "due" }, c.scanned_at ? when(c.scanned_at) : when(c.due_at)),
+              ),
+            ),
+          ),
+        ),
+      ),
+    );
+  }
+
   // ---- the clock in the top bar
   const clock = document.getElementById("clock");
   const tick = () => {
@@ -273,11 +321,14 @@
   };
   tick();
   setInterval(tick, 1000);
+  // a checkpoint turns overdue by the clock alone, with no change to announce
+  setInterval(() => loadPatrol(), 30000);
 
   // ---- live
   const reloadDoors = throttle(loadDoors, 500);
   const reloadBoard = throttle(loadBoard, 1000);
-  const reloadAll = () => Promise.all([loadAlarms(), loadDoors(), loadBoard()]);
+  const reloadPatrol = throttle(loadPatrol, 1000);
+  const reloadAll = () => Promise.all([loadAlarms(), loadDoors(), loadBoard(), loadPatrol()]);
 
   Web.live(
     {
@@ -294,6 +345,9 @@
       device: reloadBoard,
       last_values: reloadBoard,
       command: followCommand,
+      patrol_round: reloadPatrol,
+      patrol_checkpoint: reloadPatrol,
+      patrol_scan: reloadPatrol,
     },
     reloadAll,
   );
