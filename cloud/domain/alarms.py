@@ -227,6 +227,47 @@ def raise_gateway_alarm(
     )
 
 
+def raise_cloud_alarm(
+    conn: psycopg.Connection,
+    *,
+    key: str,
+    site_id: str,
+    site_timezone: str,
+    rule: str,
+    severity: Severity,
+    title: str,
+    message: str,
+    value: Any,
+    ticket_kind: TicketKind,
+    category: Category | None,
+    raised_at: datetime,
+    now: datetime,
+    location: str | None = None,
+    cfg: workflow.Settings | None = None,
+) -> RaiseOutcome:
+    """An alarm from a rule the cloud evaluates (a missed patrol checkpoint…); `key` names the one alarm."""
+    return _raise(
+        conn,
+        key=key,
+        source_type="cloud",
+        site_id=site_id,
+        site_timezone=site_timezone,
+        gateway_id=None,
+        device_id=None,
+        rule=rule,
+        severity=severity,
+        message=message,
+        value=value,
+        ticket_kind=ticket_kind,
+        category=category,
+        raised_at=raised_at,
+        now=now,
+        title=title,
+        room=location,
+        cfg=cfg,
+    )
+
+
 def clear(conn: psycopg.Connection, *, key: str, cleared_at: datetime, value: Any, now: datetime) -> int | None:
     """Clear the uncleared alarm with this key; the ticket stays open until a person confirms the fix."""
     row = conn.execute(

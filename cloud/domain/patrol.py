@@ -615,24 +615,21 @@ def _raise_alarms(conn: psycopg.Connection, now: datetime, cfg: Settings, wf: wo
             f"Patrol checkpoint {info['code']} ({info['name']}) on route {info['route_name']!r} {what}; "
             f"window {window}; guard: {guard}"
         )
-        outcome = alarms._raise(  # the one alarm path (and its ticket), with a cloud source
+        outcome = alarms.raise_cloud_alarm(
             conn,
             key=alarm_key(rc["round_id"], rc["position"]),
-            source_type="cloud",
             site_id=info["site_id"],
             site_timezone=tz,
-            gateway_id=None,
-            device_id=None,
             rule=rule,
             severity=severity,
+            title=f"Patrol: checkpoint {info['code']} {info['name']} {'missed' if rule == MISSED_RULE else 'late'}",
             message=message,
             value={"round_id": rc["round_id"], "position": rc["position"], "checkpoint": info["code"]},
             ticket_kind=ticket,
             category=Category.SAFETY,
             raised_at=raised_at,
             now=now,
-            title=f"Patrol: checkpoint {info['code']} {info['name']} {'missed' if rule == MISSED_RULE else 'late'}",
-            room=info["place"] or None,
+            location=info["place"] or None,
             cfg=wf,
         )
         conn.execute(
