@@ -45,6 +45,10 @@ ToDay = Annotated[date | None, Query(alias="to", description="last local day, in
 Format = Annotated[ExportFormat, Query(alias="format")]
 
 
+def _groups(allowed: tuple[GroupBy, ...]) -> str:
+    return "one of " + ", ".join(g.value for g in allowed)
+
+
 def _group_by(value: str, allowed: tuple[GroupBy, ...]) -> GroupBy:
     """The grouping asked for, or a 422 that lists the ones this view has."""
     names = [g.value for g in allowed]
@@ -99,7 +103,7 @@ def get_kpis(
     last: ToDay = None,
     type: TicketType | None = None,
     category: Category | None = None,
-    group_by: str = "none",
+    group_by: Annotated[str, Query(description=_groups(KPI_GROUPS))] = "none",
     fmt: Format = ExportFormat.JSON,
 ) -> dict[str, Any] | Response:
     """Volume, response and handling times, resolution, SLA, satisfaction, re-complaints and reopens by group."""
@@ -122,7 +126,7 @@ def get_causes(
     last: ToDay = None,
     type: TicketType | None = None,
     category: Category | None = None,
-    group_by: str = "none",
+    group_by: Annotated[str, Query(description=_groups(causes_view.GROUPS))] = "none",
     fmt: Format = ExportFormat.JSON,
 ) -> dict[str, Any] | Response:
     """Resolved tickets by cause kind (internal, external) and cause code, with each one's share."""
@@ -170,7 +174,7 @@ def get_alarm_fix(
     last: ToDay = None,
     type: TicketType | None = None,
     category: Category | None = None,
-    group_by: str = "none",
+    group_by: Annotated[str, Query(description=_groups(alarm_fix_view.GROUPS))] = "none",
     fmt: Format = ExportFormat.JSON,
 ) -> dict[str, Any] | Response:
     """Tickets opened by an alarm: how many, how many fixed, and the time from the alarm to the fix."""
