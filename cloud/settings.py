@@ -125,6 +125,9 @@ class CloudSettings(BaseSettings):
     patrol_late_opens_ticket: bool = True
     #: The scheduler makes each schedule's rounds this many hours ahead.
     patrol_plan_ahead_hours: float = Field(default=24.0, gt=0, le=24 * 14)
+    #: A guard's phone may report a scan at most this many minutes after it read the tag (a phone
+    #: that was offline); older scan times are refused, so a round cannot be filled in afterwards.
+    patrol_phone_scan_max_age_minutes: float = Field(default=10.0, ge=0, le=24 * 60)
 
     # --- face and card entry ------------------------------------------------------------------
     #: A face photo larger than this many bytes is refused.

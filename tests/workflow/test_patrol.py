@@ -116,11 +116,17 @@ def test_an_on_time_round_is_completed_without_alarms(world: World) -> None:
     run_pass(world)
     current = world.as_("guard").ok("get", "/api/v1/patrol/rounds/current?mine=true")
     assert [r["id"] for r in current] == [planned["id"]] and current[0]["state"] == "in_progress"
-    for code, minutes in (("C1", 1), ("C2", 12), ("C3", 24)):
+    for code, minutes in (("C1", 1), ("C2", 12)):
         move_to(world, at(minutes))
         answer = world.as_("guard").ok("post", "/api/v1/patrol/scans", {"tag": TAGS[code]})
         assert answer["outcome"] == "on_time" and answer["counted"] and answer["round_id"] == planned["id"], answer
         assert answer["checkpoint"]["code"] == code
+    # C3 read at 10:24 by a phone that was offline and reached the cloud at 10:32: on time all the same
+    move_to(world, at(32))
+    stale = world.as_("guard").post("/api/v1/patrol/scans", json={"tag": TAGS["C3"], "at": at(21).isoformat()})
+    assert stale.status_code == 422 and "10 minutes" in stale.json()["error"]  # too old to be believed
+    offline = world.as_("guard").ok("post", "/api/v1/patrol/scans", {"tag": TAGS["C3"], "at": at(24).isoformat()})
+    assert offline["outcome"] == "on_time" and when(offline["at"]) == at(24)
     done = the_round(world)
     assert done["state"] == "completed" and done["counts"] == {"pending": 0, "on_time": 3, "late": 0, "missed": 0}
     assert all(c["scanned_by"] == "a.guard" and c["scanned_via"] == "phone" for c in done["checkpoints"])

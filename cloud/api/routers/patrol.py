@@ -6,7 +6,7 @@ How it fits together: docs/patrol.md.
 from datetime import datetime, time, timedelta
 from typing import Annotated, Any, Literal
 
-from fastapi import APIRouter, Depends, Query
+from fastapi import APIRouter, Depends, Query, Request
 from pydantic import AwareDatetime, BaseModel, Field, StringConstraints
 
 from cloud.api.deps import ClockDep, Conn, allow
@@ -248,7 +248,7 @@ def get_round(round_id: int, conn: Conn, clock: ClockDep, who: Staff) -> dict:
 
 
 @router.post("/scans", status_code=201)
-def scan(body: ScanIn, conn: Conn, clock: ClockDep, who: Guard) -> dict:
+def scan(body: ScanIn, request: Request, conn: Conn, clock: ClockDep, who: Guard) -> dict:
     """A guard's phone read a checkpoint's tag. The answer says what it counted for: `on_time` or
     `late` on a round, or not counted (`early`, `repeat`, `no_round`) with the reason; every scan is
     kept. An unknown tag is kept too, and answered 422 with the reason."""
@@ -256,6 +256,11 @@ def scan(body: ScanIn, conn: Conn, clock: ClockDep, who: Guard) -> dict:
     at = body.at or now
     if at > now + _CLOCK_SKEW:
         raise patrol.PatrolRefused(422, "at: in the future")
+    max_age = request.app.state.settings.patrol_phone_scan_max_age_minutes
+    if at < now - timedelta(minutes=max_age):
+        raise patrol.PatrolRefused(
+            422, f"at: more than {max_age:g} minutes ago; a phone scan must reach the cloud within that time"
+        )
     result = patrol.phone_scan(conn, who, tag=body.tag, at=at, now=now, site_id=body.site_id)
     if result.outcome == "unknown_tag":
         conn.commit()  # kept, although the answer is a refusal
