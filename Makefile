@@ -39,6 +39,7 @@ bench: $(STAMP)
 	$(BIN)/python bench/face_match.py
 	$(BIN)/python bench/face_pipeline.py
 	$(BIN)/python bench/door_decision.py
+	$(BIN)/python bench/live_feed.py
 	$(BIN)/python bench/analytics.py
 
 # Rewrite dashboards/community/*.json from the SQL texts of cloud/storage/queries.py.

@@ -23,6 +23,9 @@ for binary, package in (("mosquitto", "mosquitto"), ("mosquitto_passwd", "mosqui
     # the tests start their own brokers (private configs, passwords, ACLs) even when MQTT_URL is set
     if shutil.which(binary) is None:
         missing.append(f"{binary}: apt-get install {package}")
+# the web screens' tests drive Debian's chromium through Playwright (never `playwright install`)
+if shutil.which("chromium") is None:
+    missing.append("chromium (the browser tests' headless browser): apt-get install chromium")
 if not any(Path(p).exists() for p in DYNSEC_PLUGINS):
     # the gateway-login tests run a broker with it (tests/deploy/test_dynsec.py)
     missing.append("Mosquitto's dynamic-security plugin (mosquitto_dynamic_security.so): apt-get install mosquitto")
