@@ -129,7 +129,7 @@ def test_the_recursion_is_statsmodels_own() -> None:
     # paths without errors are the point forecast: level + (φ + … + φ^h)·trend + the weekday's season
     n = len(z)
     quiet = fc.States(states.level, states.trend, states.season, np.zeros_like(states.errors))
-    paths = fc.simulate(quiet, hw, [n - 1], 10, np.random.default_rng(0))[0, 0]
+    paths = fc.simulate(quiet, hw, [n - 1], 10, 5, np.random.default_rng(0))[0, 0]
     damping = np.cumsum(hw.phi ** np.arange(1, 11))
     expected = states.level[n] + damping * states.trend[n] + states.season[n + np.arange(10) % 7]
     np.testing.assert_allclose(paths, expected, atol=1e-9)
