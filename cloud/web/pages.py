@@ -36,16 +36,14 @@ class Screen:
     roles: frozenset[Role]
 
 
-#: every screen; a role's own screen is HOME[role]. The later screens are placeholders until built.
+#: every screen; a role's own screen is HOME[role].
 SCREENS: dict[str, Screen] = {
     s.path: s
     for s in (
         Screen("/guard", "Guard console", "guard.html", frozenset({Role.GUARD, Role.ADMIN})),
-        Screen("/tech", "My tickets", "placeholder.html", frozenset({Role.TECHNICIAN, Role.ADMIN})),
-        Screen("/resident", "My home", "placeholder.html", frozenset({Role.RESIDENT})),
-        Screen(
-            "/manager", "Estate overview", "placeholder.html", frozenset({Role.MANAGER, Role.SERVICE_DESK, Role.ADMIN})
-        ),
+        Screen("/tech", "My tickets", "tech.html", frozenset({Role.TECHNICIAN, Role.ADMIN})),
+        Screen("/resident", "My home", "resident.html", frozenset({Role.RESIDENT})),
+        Screen("/manager", "Estate overview", "manager.html", frozenset({Role.MANAGER, Role.SERVICE_DESK, Role.ADMIN})),
     )
 }
 HOME: dict[Role, str] = {

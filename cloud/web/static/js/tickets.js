@@ -1,0 +1,158 @@
+// What the technician's and the resident's screens both show of a ticket: its card in a list, its
+// facts, photos and timeline, and the photo upload. The data is the API's TicketOut / TicketDetail.
+"use strict";
+
+const Tickets = (() => {
+  const { api, el } = Web;
+
+  // "14:03" today, "Dec 1, 09:30" on another day: minutes are enough for tickets and passes
+  const today = new Intl.DateTimeFormat(undefined, { hour: "2-digit", minute: "2-digit" });
+  const otherDay = new Intl.DateTimeFormat(undefined, { month: "short", day: "numeric", hour: "2-digit", minute: "2-digit" });
+  function when(iso) {
+    if (!iso) return "";
+    const at = new Date(iso);
+    return (new Date().toDateString() === at.toDateString() ? today : otherDay).format(at);
+  }
+
+  const words = (value) => (value ? String(value).replaceAll("_", " ") : "");
+
+  const STATUS_WORDS = {
+    new: "received",
+    triaged: "accepted by the office",
+    assigned: "assigned",
+    in_progress: "in progress",
+    on_hold: "on hold",
+    resolved: "resolved",
+    reopened: "reopened",
+    closed: "closed",
+    cancelled: "cancelled",
+    redirected: "redirected",
+  };
+  const statusWords = (status) => STATUS_WORDS[status] || words(status);
+
+  function place(t) {
+    const parts = [];
+    if (t.building) parts.push(t.building);
+    if (t.unit_number) parts.push("unit " + t.unit_number);
+    else if (t.floor) parts.push("floor " + t.floor);
+    if (t.location) parts.push(t.location);
+    if (t.device_name) parts.push(t.device_name);
+    return parts.join(" · ");
+  }
+
+  function deadline(t) {
+    if (t.resolution_breached_at) return el("span", { class: "tag breached" }, "overdue");
+    if (!t.resolution_due_at || ["resolved", "closed", "cancelled", "redirected"].includes(t.status)) return null;
+    return el("span", { class: "due" }, "due " + when(t.resolution_due_at));
+  }
+
+  // a card in a list; `href` opens the ticket
+  function card(t, href) {
+    return el(
+      "li",
+      { class: `card prio-${t.priority}`, dataset: { number: t.number, status: t.status, priority: t.priority } },
+      el(
+        "a",
+        { href },
+        el(
+          "div",
+          { class: "line" },
+          el("span", { class: "number" }, t.number),
+          el("span", { class: `tag ${t.priority}` }, t.priority),
+          el("span", { class: `tag ${t.status}`, dataset: { testid: "status" } }, statusWords(t.status)),
+          deadline(t),
+        ),
+        el("div", { class: "heading" }, t.title),
+        el("div", { class: "sub" }, [words(t.category), words(t.subcategory), place(t)].filter(Boolean).join(" · ")),
+      ),
+    );
+  }
+
+  function facts(pairs) {
+    return el(
+      "dl",
+      { class: "facts" },
+      pairs.filter(([, value]) => value !== null && value !== undefined && value !== "").flatMap(([key, value]) => [
+        el("dt", {}, key),
+        el("dd", {}, value),
+      ]),
+    );
+  }
+
+  function photos(detail) {
+    if (!detail.attachments.length) return el("p", { class: "empty" }, "No photos yet.");
+    return el(
+      "div",
+      { class: "photos", dataset: { testid: "photos" } },
+      detail.attachments.map((a) =>
+        a.content_type.startsWith("image/")
+          ? el(
+              "a",
+              { href: `/api/v1/attachments/${a.id}`, target: "_blank", rel: "noopener" },
+              el("img", { src: `/api/v1/attachments/${a.id}`, alt: a.original_name, loading: "lazy" }),
+            )
+          : el("a", { class: "file", href: `/api/v1/attachments/${a.id}` }, a.original_name),
+      ),
+    );
+  }
+
+  function timeline(detail) {
+    return el(
+      "ol",
+      { class: "timeline", dataset: { testid: "timeline" } },
+      [...detail.timeline].reverse().map((entry) =>
+        el(
+          "li",
+          { class: entry.visibility, dataset: { kind: entry.kind } },
+          el(
+            "div",
+            { class: "when" },
+            `${when(entry.at)} · ${entry.actor} · ${words(entry.kind)}`,
+            entry.visibility === "internal" ? " · staff only" : "",
+          ),
+          entry.body ? el("div", { class: "body" }, entry.body) : null,
+        ),
+      ),
+    );
+  }
+
+  // one photo (a File) onto a ticket
+  function upload(number, file, visibility) {
+    const form = new FormData();
+    form.append("file", file, file.name || "photo.jpg");
+    if (visibility) form.append("visibility", visibility);
+    return api("POST", `/api/v1/tickets/${number}/attachments`, form);
+  }
+
+  // a notice line: shows the text (or hides when empty)
+  function say(node, text, kind = "error") {
+    node.className = `notice ${kind}`;
+    node.textContent = text || "";
+  }
+
+  // runs `action` with the form's submit button disabled; an ApiFailure's reason goes to `notice`
+  async function submitting(form, notice, action) {
+    const buttons = form.querySelectorAll("button");
+    buttons.forEach((b) => (b.disabled = true));
+    say(notice, "");
+    try {
+      return await action();
+    } catch (err) {
+      say(notice, err.message || String(err));
+      return undefined;
+    } finally {
+      buttons.forEach((b) => (b.disabled = false));
+    }
+  }
+
+  // whether the person is in the middle of something inside `node`: a field focused or filled in.
+  // A live update then leaves the ticket as it is (the next step shows the fresh one anyway).
+  function busy(node) {
+    if (node.contains(document.activeElement) && document.activeElement !== document.body) return true;
+    return [...node.querySelectorAll("input, textarea, select")].some((f) =>
+      f.type === "file" ? f.files.length > 0 : f.type === "checkbox" || f.type === "radio" ? f.checked !== f.defaultChecked : f.value !== f.defaultValue && f.tagName !== "SELECT",
+    );
+  }
+
+  return { busy, when, words, statusWords, place, deadline, card, facts, photos, timeline, upload, say, submitting };
+})();
