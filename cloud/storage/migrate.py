@@ -39,10 +39,19 @@ def available() -> list[Migration]:
     return found
 
 
+def _log_warning(diagnostic: psycopg.errors.Diagnostic) -> None:
+    """A migration's WARNING asks the operator to act (e.g. 0021 when it may not create a role):
+    psycopg drops server messages unless handled, so they go to the log. NOTICEs stay quiet."""
+    if diagnostic.severity_nonlocalized == "WARNING":
+        hint = f" ({diagnostic.message_hint})" if diagnostic.message_hint else ""
+        log.warning("database: %s%s", diagnostic.message_primary, hint)
+
+
 def upgrade(database_url: str) -> list[str]:
     """Bring the schema up to date; returns the names of the migrations applied now."""
     applied_now: list[str] = []
     with psycopg.connect(database_url, autocommit=True) as conn:
+        conn.add_notice_handler(_log_warning)
         conn.execute("SELECT pg_advisory_lock(%s)", (_LOCK_KEY,))
         try:
             conn.execute(

@@ -30,7 +30,7 @@ from psycopg.conninfo import conninfo_to_dict, make_conninfo
 from psycopg.rows import dict_row
 
 from cloud.storage import queries, telemetry
-from cloud.storage.migrate import upgrade
+from cloud.storage.migrate import available, current_version, upgrade
 from cloud.storage.queries import Query
 from cloud.storage.telemetry import Partitions
 from contract.ids import uuid7
@@ -377,6 +377,8 @@ def test_the_dashboard_queries_run_on_the_real_schema_as_the_grafana_role(
     url, role = fresh_database
     run_init_script(url, role["reader"], role["password"])
     upgrade(url)  # the cloud creates the tables after the role exists, as in compose
+    with psycopg.connect(url) as owner:  # so every query below reads through the group's grants
+        assert own_privileges(owner, role["reader"]) == [] and readable_tables(owner, DASHBOARDS_ROLE)
     reader_url = make_conninfo(url, user=role["reader"], password=role["password"])
     with psycopg.connect(reader_url, autocommit=True) as conn:
         # a fresh installation: no site, no device; every panel answers, none fails
@@ -448,3 +450,242 @@ def test_the_dashboard_queries_run_on_the_real_schema_as_the_grafana_role(
     assert health["Open alarms"] and health["Devices offline"][0][:2] == ("gw-2", "lift-1")
     assert health["Latest dead letters"][0][1:] == ("community/v1/estate/gw-1/telemetry", "invalid JSON", 9)
     assert health["Dead letters in range"] == [(1,)]
+
+
+# --- what the Grafana login may read ---------------------------------------------------------
+
+#: The NOLOGIN group role the login reads through (deploy/timescaledb/grafana-reader.sh, migration 0021).
+DASHBOARDS_ROLE = "community_dashboards"
+#: Tables no dashboard reads and that hold people's data, logins, biometrics, the audit trail.
+PRIVATE_TABLES = ("users", "people", "face_enrolments", "face_consents", "cards", "audit_log", "access_events")
+
+
+def tables_read_by_the_dashboards(owner: psycopg.Connection) -> dict[str, set[str]]:
+    """The tables each dashboard text reads, by query name, as PostgreSQL resolves them: each text,
+    in its Grafana form, becomes a temporary view whose dependencies are the relations it reads
+    (parents, not partitions; joins, subqueries and set operations included)."""
+    variables = {"site": ["x"], "device": [""], "metric": ["x"]}
+    texts = [v for v in vars(queries).values() if isinstance(v, Query)]
+    found: dict[str, set[str]] = {}
+    for query in texts:
+        view = f"dashboard_text_{query.name}"
+        owner.execute(
+            sql.SQL("CREATE TEMPORARY VIEW {} AS {}").format(
+                sql.Identifier(view),
+                sql.SQL(render(build.grafana_sql(query), variables)),  # type: ignore[arg-type]
+            )
+        )
+        rows = owner.execute(
+            """SELECT DISTINCT d.refobjid::regclass::text
+               FROM pg_rewrite r JOIN pg_depend d ON d.classid = 'pg_rewrite'::regclass AND d.objid = r.oid
+               WHERE r.ev_class = to_regclass(%s) AND d.refclassid = 'pg_class'::regclass
+                 AND d.refobjid <> r.ev_class""",
+            (view,),
+        ).fetchall()
+        found[query.name] = {r[0] for r in rows}
+    return found
+
+
+def readable_tables(owner: psycopg.Connection, role: str) -> set[str]:
+    """The tables and partitioned tables in `public` the role may SELECT from, by any route."""
+    rows = owner.execute(
+        """SELECT c.relname FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace
+           WHERE n.nspname = 'public' AND c.relkind IN ('r', 'p', 'v', 'm', 'f')
+             AND has_table_privilege(%s, c.oid, 'SELECT')""",
+        (role,),
+    ).fetchall()
+    return {r[0] for r in rows}
+
+
+def own_privileges(owner: psycopg.Connection, role: str) -> list[str]:
+    """Privileges granted to the role itself (not through a group): on any relation or schema, and
+    default privileges for tables made later."""
+    rows = owner.execute(
+        """SELECT c.oid::regclass::text || ': ' || a.privilege_type
+           FROM pg_class c, aclexplode(c.relacl) a WHERE a.grantee = to_regrole(%(r)s)
+           UNION ALL
+           SELECT 'schema ' || n.nspname || ': ' || a.privilege_type
+           FROM pg_namespace n, aclexplode(n.nspacl) a WHERE a.grantee = to_regrole(%(r)s)
+           UNION ALL
+           SELECT 'default privileges: ' || d.defaclacl::text
+           FROM pg_default_acl d WHERE d.defaclacl::text LIKE '%%' || %(r)s || '=%%'""",
+        {"r": role},
+    ).fetchall()
+    return sorted(r[0] for r in rows)
+
+
+def test_the_group_role_reads_exactly_the_tables_the_dashboard_queries_read(
+    fresh_database: tuple[str, dict[str, Any]],
+) -> None:
+    """A migration that adds a table a dashboard reads must grant it to the group; one that grants
+    the group a table no dashboard reads widens what a panel editor can see. Both fail here."""
+    url, role = fresh_database
+    run_init_script(url, role["reader"], role["password"])
+    upgrade(url)
+    with psycopg.connect(url) as owner:
+        read_by_query = tables_read_by_the_dashboards(owner)
+        read = set().union(*read_by_query.values())
+        granted = readable_tables(owner, DASHBOARDS_ROLE)
+        for name, tables in read_by_query.items():
+            assert tables, f"{name}: no table found; the dependency query is wrong"
+            missing = tables - granted
+            assert not missing, f"{name} reads {sorted(missing)}, which {DASHBOARDS_ROLE} may not: grant it"
+        assert granted == read, f"{DASHBOARDS_ROLE} may read {sorted(granted - read)}, which no dashboard reads"
+        assert read >= {"telemetry", "alarms", "devices", "gateways", "sites", "ingest_messages", "dead_letters"}
+        # reading is all the group may do
+        writable = owner.execute(
+            """SELECT c.relname FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace
+               WHERE n.nspname = 'public'
+                 AND has_table_privilege(%s, c.oid, 'INSERT, UPDATE, DELETE, TRUNCATE, REFERENCES, TRIGGER')""",
+            (DASHBOARDS_ROLE,),
+        ).fetchall()
+        assert writable == []
+        # the login reads through the group and nothing else: no grant of its own, now or for later tables
+        assert own_privileges(owner, role["reader"]) == []
+        assert readable_tables(owner, role["reader"]) == read
+        attributes = owner.execute(
+            "SELECT rolcanlogin, rolsuper, rolinherit FROM pg_roles WHERE rolname = %s", (DASHBOARDS_ROLE,)
+        ).fetchone()
+        assert attributes is not None and attributes[:2] == (False, False), "the group cannot log in"
+        # a table the owner makes later is not readable (no default privileges any more)
+        owner.execute("CREATE TABLE later_secrets (secret text)")
+        assert "later_secrets" not in readable_tables(owner, role["reader"])
+
+
+def test_the_grafana_login_is_refused_on_personal_data(fresh_database: tuple[str, dict[str, Any]]) -> None:
+    url, role = fresh_database
+    run_init_script(url, role["reader"], role["password"])
+    upgrade(url)
+    Partitions().ensure(url, [FROM])
+    with psycopg.connect(url) as owner:
+        row = owner.execute(
+            "SELECT c.relname FROM pg_inherits i JOIN pg_class c ON c.oid = i.inhrelid"
+            " WHERE i.inhparent = 'telemetry'::regclass"
+        ).fetchone()
+        assert row is not None, "a month's partition of telemetry"
+        partition = row[0]
+    reader_url = make_conninfo(url, user=role["reader"], password=role["password"])
+    with psycopg.connect(reader_url, autocommit=True) as conn:
+        for table in PRIVATE_TABLES:
+            with pytest.raises(psycopg.errors.InsufficientPrivilege):
+                conn.execute(sql.SQL("SELECT * FROM {} LIMIT 1").format(sql.Identifier(table)))
+        # nor may it lift its own restriction
+        with pytest.raises(psycopg.errors.InsufficientPrivilege):
+            conn.execute(sql.SQL("GRANT SELECT ON users TO {}").format(sql.Identifier(role["reader"])))
+        # telemetry's partition is read through the parent, which is checked alone; not by itself
+        assert conn.execute("SELECT count(*) FROM telemetry").fetchone() == (0,)
+        with pytest.raises(psycopg.errors.InsufficientPrivilege):
+            conn.execute(sql.SQL("SELECT * FROM {}").format(sql.Identifier(partition)))
+
+
+def test_running_the_script_again_takes_back_what_its_earlier_version_granted(
+    fresh_database: tuple[str, dict[str, Any]],
+) -> None:
+    """A volume initialised by the earlier script: the login may read every table, now and later.
+    Running the script again (as docs/operations.md says) leaves it reading through the group only."""
+    url, role = fresh_database
+    upgrade(url)
+    with psycopg.connect(url, autocommit=True) as owner:
+        reader, owner_name = sql.Identifier(role["reader"]), sql.Identifier(str(conninfo_to_dict(url)["user"]))
+        owner.execute(sql.SQL("CREATE ROLE {} LOGIN PASSWORD 'old'").format(reader))
+        owner.execute(sql.SQL("GRANT USAGE ON SCHEMA public TO {}").format(reader))
+        owner.execute(sql.SQL("GRANT SELECT ON ALL TABLES IN SCHEMA public TO {}").format(reader))
+        owner.execute(
+            sql.SQL("ALTER DEFAULT PRIVILEGES FOR ROLE {} IN SCHEMA public GRANT SELECT ON TABLES TO {}").format(
+                owner_name, reader
+            )
+        )
+        assert "users" in readable_tables(owner, role["reader"])
+    run_init_script(url, role["reader"], role["password"])
+    run_init_script(url, role["reader"], role["password"])  # and again: nothing changes, nothing fails
+    with psycopg.connect(url) as owner:
+        assert own_privileges(owner, role["reader"]) == []
+        assert readable_tables(owner, role["reader"]) == readable_tables(owner, DASHBOARDS_ROLE)
+        assert not readable_tables(owner, role["reader"]) & set(PRIVATE_TABLES)
+    reader_url = make_conninfo(url, user=role["reader"], password=role["password"])  # the new password
+    with psycopg.connect(reader_url, autocommit=True) as conn:
+        for dashboard in build.DASHBOARDS:
+            run_dashboard(conn, dashboard)
+        assert conn.execute("SHOW statement_timeout").fetchone() == ("30s",)
+        with pytest.raises(psycopg.errors.InsufficientPrivilege):
+            conn.execute("SELECT password_hash FROM users")
+
+
+@pytest.fixture
+def dashboards_role_set_aside(
+    database_factory: DatabaseFactory, fresh_database: tuple[str, dict[str, Any]]
+) -> Iterator[str]:
+    """The embedded server as if the group role had never been made (roles are server-wide and the
+    session's other databases made it): renamed for the test, renamed back after. Tests run one at
+    a time on the session's own server, so no other test sees the difference."""
+    admin = database_factory.admin_url(EMBEDDED)
+    aside = f"{DASHBOARDS_ROLE}_aside_{uuid.uuid4().hex[:8]}"
+    with psycopg.connect(admin, autocommit=True) as conn:
+        existed = conn.execute("SELECT 1 FROM pg_roles WHERE rolname = %s", (DASHBOARDS_ROLE,)).fetchone()
+        if existed:
+            conn.execute(sql.SQL("ALTER ROLE {} RENAME TO {}").format(*map(sql.Identifier, (DASHBOARDS_ROLE, aside))))
+    try:
+        yield admin
+    finally:
+        if existed:
+            # the role the test made has privileges in the test's database only
+            with psycopg.connect(fresh_database[0], autocommit=True) as conn:
+                if conn.execute("SELECT 1 FROM pg_roles WHERE rolname = %s", (DASHBOARDS_ROLE,)).fetchone():
+                    conn.execute(sql.SQL("DROP OWNED BY {}").format(sql.Identifier(DASHBOARDS_ROLE)))
+                    conn.execute(sql.SQL("DROP ROLE {}").format(sql.Identifier(DASHBOARDS_ROLE)))
+            with psycopg.connect(admin, autocommit=True) as conn:
+                conn.execute(
+                    sql.SQL("ALTER ROLE {} RENAME TO {}").format(*map(sql.Identifier, (aside, DASHBOARDS_ROLE)))
+                )
+
+
+def test_a_cloud_role_that_may_not_create_roles_is_told_what_to_run(
+    fresh_database: tuple[str, dict[str, Any]], dashboards_role_set_aside: str, caplog: pytest.LogCaptureFixture
+) -> None:
+    """Migrating as the database's owner without CREATEROLE: the migrations all apply, nothing is
+    granted, a warning in the cloud's log names what to run; run as it says, the dashboards work."""
+    url, role = fresh_database
+    admin = dashboards_role_set_aside
+    cloud = f"community_cloud_{uuid.uuid4().hex[:10]}"
+    with psycopg.connect(admin, autocommit=True) as conn:
+        conn.execute(sql.SQL("CREATE ROLE {} LOGIN NOCREATEROLE").format(sql.Identifier(cloud)))
+        conn.execute(
+            sql.SQL("ALTER DATABASE {} OWNER TO {}").format(
+                sql.Identifier(str(conninfo_to_dict(url)["dbname"])), sql.Identifier(cloud)
+            )
+        )
+    cloud_url = make_conninfo(url, user=cloud)
+    try:
+        with caplog.at_level("WARNING", logger="cloud.storage.migrate"):
+            upgrade(cloud_url)
+        assert current_version(cloud_url) == available()[-1].version
+        [warning] = [r.getMessage() for r in caplog.records if DASHBOARDS_ROLE in r.getMessage()]
+        assert f"{cloud} may not create roles" in warning
+        with psycopg.connect(admin) as conn:
+            assert conn.execute("SELECT 1 FROM pg_roles WHERE rolname = %s", (DASHBOARDS_ROLE,)).fetchone() is None
+        # the operator runs what the warning says: the role as a superuser, the grants as the owner
+        [create] = re.findall(r"CREATE ROLE [^;]*;", warning)
+        [grant] = re.findall(r"GRANT SELECT [^;]*;", warning)
+        with psycopg.connect(admin, autocommit=True) as conn:
+            conn.execute(create.encode())
+        with psycopg.connect(cloud_url, autocommit=True) as conn:
+            conn.execute(grant.encode())
+        run_init_script(url, role["reader"], role["password"])
+        with psycopg.connect(url) as owner:
+            assert readable_tables(owner, role["reader"]) == set().union(*tables_read_by_the_dashboards(owner).values())
+        reader_url = make_conninfo(url, user=role["reader"], password=role["password"])
+        with psycopg.connect(reader_url, autocommit=True) as conn:
+            for dashboard in build.DASHBOARDS:
+                run_dashboard(conn, dashboard)
+    finally:
+        admin_user = sql.Identifier(str(conninfo_to_dict(admin)["user"]))
+        with psycopg.connect(admin, autocommit=True) as conn:
+            conn.execute(
+                sql.SQL("ALTER DATABASE {} OWNER TO {}").format(
+                    sql.Identifier(str(conninfo_to_dict(url)["dbname"])), admin_user
+                )
+            )
+        with psycopg.connect(url, autocommit=True) as conn:  # what it owns is in the test's database only
+            conn.execute(sql.SQL("DROP OWNED BY {}").format(sql.Identifier(cloud)))
+        with psycopg.connect(admin, autocommit=True) as conn:
+            conn.execute(sql.SQL("DROP ROLE {}").format(sql.Identifier(cloud)))
