@@ -4,6 +4,7 @@ QR code, drawn in the browser, decodes to the token whose hash the cloud keeps."
 
 import hashlib
 import re
+import uuid
 from datetime import timedelta
 from pathlib import Path
 from typing import Any
@@ -12,6 +13,7 @@ import cv2
 import numpy as np
 from playwright.sync_api import expect
 
+from cloud.storage.db import connect
 from contract.access import hash_secret
 from tests.web.conftest import ServedApp
 from tests.web.screens import PHONE, jpeg, screen
@@ -148,4 +150,33 @@ def test_a_resident_makes_a_visitor_pass_and_its_qr_code_decodes_to_the_kept_tok
         expect(page.locator("[data-testid=passes] > li")).to_have_count(1)
         expect(page.get_by_test_id("passes")).to_contain_text("Ma Lin")
         assert pin not in page.content() and token not in page.content()
+
+        # door entries: my own, and my guest's by the pass; not my neighbour's
+        a = world.a
+        entries = [
+            (start + timedelta(minutes=5), "card", True, None, a.people["resident"], None, None),
+            (start + timedelta(minutes=9), "pin", False, "expired", None, kept["id"], a.people["resident"]),
+            (start + timedelta(minutes=7), "card", True, None, a.people["resident2"], None, None),
+        ]
+        with connect(world.database_url) as conn:
+            for at, method, granted, reason, person, pass_id, host in entries:
+                conn.execute(
+                    """INSERT INTO access_events (id, at, received_at, site_id, gateway_id, door, method, granted,
+                                                  reason, person_id, pass_id, host_person_id, offline)
+                       VALUES (%s, %s, %s, 'estate-a', 'gw-doors', 'b1-main', %s, %s, %s, %s, %s, %s, false)""",
+                    (uuid.uuid4(), at, at, method, granted, reason, person, pass_id, host),
+                )
+            conn.commit()
+        mine = world.as_("resident").ok("get", "/api/v1/access-events")
+        assert len(mine) == 2
+        page.get_by_test_id("tab-entries").click()
+        rows = page.locator("[data-testid=entries] > li")
+        expect(rows).to_have_count(2)
+        assert rows.evaluate_all("rows => rows.map(r => [r.dataset.id, r.dataset.granted])") == [
+            [e["id"], str(e["granted"]).lower()] for e in mine
+        ]
+        expect(rows.nth(0)).to_contain_text("your guest's pass")
+        expect(rows.nth(0)).to_contain_text("expired")
+        assert s.scroll_width() <= PHONE["width"]
+        page.screenshot(path=screens_dir / "resident-entries.png", full_page=True)
         assert s.errors == []

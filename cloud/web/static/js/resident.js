@@ -268,7 +268,7 @@
         ...events.map((e) =>
           el(
             "li",
-            { class: `card ${e.granted ? "" : "prio-urgent"}`, dataset: { id: e.id, granted: String(e.granted) } },
+            { class: `card ${e.granted ? "entry-in" : "prio-urgent"}`, dataset: { id: e.id, granted: String(e.granted) } },
             el(
               "div",
               { class: "line" },
