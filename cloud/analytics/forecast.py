@@ -24,6 +24,7 @@ from datetime import date, timedelta
 import numpy as np
 from statsmodels.tools.sm_exceptions import ConvergenceWarning
 from statsmodels.tsa.holtwinters import ExponentialSmoothing
+from threadpoolctl import ThreadpoolController
 
 #: the weekly season of daily counts
 SEASON = 7
@@ -153,6 +154,17 @@ def untransform(values: np.ndarray) -> np.ndarray:
     return np.square(np.clip(values, 0.0, None))
 
 
+_controller: ThreadpoolController | None = None
+
+
+def _blas() -> ThreadpoolController:
+    """The process's thread pools, found once (finding them reads the loaded libraries)."""
+    global _controller
+    if _controller is None:
+        _controller = ThreadpoolController()
+    return _controller
+
+
 def fit(z: np.ndarray) -> HoltWinters:
     """Fit by statsmodels: initial states by its heuristic (a decomposition of the first weeks),
     the smoothing parameters by its local optimiser from its starting values. On the synthetic
@@ -167,7 +179,9 @@ def fit(z: np.ndarray) -> HoltWinters:
         seasonal_periods=SEASON,
         initialization_method="heuristic",
     )
-    with warnings.catch_warnings():
+    # one BLAS thread: the optimiser's BLAS calls are tiny, and OpenBLAS's threads waking for each
+    # cost seven times the fit itself on a busy machine (measured: docs/forecast.md, "Speed")
+    with warnings.catch_warnings(), _blas().limit(limits=1, user_api="blas"):
         warnings.simplefilter("ignore", ConvergenceWarning)
         warnings.simplefilter("ignore", RuntimeWarning)
         p = model.fit(use_brute=False).params
