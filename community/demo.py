@@ -186,7 +186,7 @@ def run_demo(*, http_port: int | None = None, scenario: Path | None = None) -> i
 
         _say()
         _say("The platform is running:")
-        _say(f"  the screens:        {base}/   (each account lands on its own; guard: the guard console)")
+        _say(f"  the screens:        {base}/   (each account lands on its own: /guard, /tech, /resident, /manager)")
         _say(f"  API and its docs:   {base}/docs")
         _say(f"  tickets:            {base}/api/v1/tickets")
         _say(f"  alarms:             {base}/api/v1/alarms?state=open")
