@@ -9,6 +9,10 @@ the committed files must be exactly what it makes. Every variable and panel quer
 reader, with Grafana's macros and variables expanded (the variables' values taken from what the
 variable queries answered), on an empty database and on one with data; each gives the same rows
 as its text run with psycopg parameters, and the telemetry panel the same rows as the API's query.
+
+The login reads through the group role community_dashboards (migration 0021) and nothing else: the
+tables the group may read must be exactly those the dashboard texts read, as PostgreSQL resolves
+them, and the login is refused on people's data, logins, face encodings and the audit log.
 """
 
 import json
