@@ -13,7 +13,7 @@ from psycopg import sql
 
 from cloud.analytics import figures
 from cloud.analytics.grouping import ALL_LABEL, GroupBy, grouping, label_of, period_label, periods
-from cloud.analytics.selection import Selection, plan_each_time
+from cloud.analytics.selection import Selection, tune_transaction
 
 GROUPS = (
     GroupBy.NONE,
@@ -46,7 +46,7 @@ def _row(label: str, agg: dict[str, Any] | None) -> dict[str, Any]:
 
 
 def alarm_fix(conn: psycopg.Connection, selection: Selection, by: GroupBy) -> list[dict[str, Any]]:
-    plan_each_time(conn)
+    tune_transaction(conn)
     g = grouping(by)
     query = sql.SQL(
         """SELECT {key} AS gkey, {label} AS glabel, count(*) AS alarm_tickets, count(t.resolved_at) AS fixed,

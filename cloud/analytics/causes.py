@@ -12,7 +12,7 @@ from psycopg import sql
 
 from cloud.analytics import figures
 from cloud.analytics.grouping import ALL_LABEL, NONE_LABEL, GroupBy, grouping, label_of
-from cloud.analytics.selection import Selection, plan_each_time
+from cloud.analytics.selection import Selection, tune_transaction
 
 GROUPS = (GroupBy.NONE, GroupBy.CATEGORY, GroupBy.BUILDING)
 COLUMNS = ["group", "cause_kind", "cause_code", "tickets", "share"]
@@ -22,7 +22,7 @@ _TICKET_COLUMNS = sql.SQL("t.id, t.category, t.resolved_at, t.cause_kind, t.caus
 
 def causes(conn: psycopg.Connection, selection: Selection, by: GroupBy) -> list[dict[str, Any]]:
     """Rows by group (most tickets first), cause kind and code; share is of the group's resolved tickets."""
-    plan_each_time(conn)
+    tune_transaction(conn)
     g = grouping(by)
     query = sql.SQL(
         """SELECT {key} AS gkey, {label} AS glabel, t.cause_kind, t.cause_code, count(*) AS tickets,

@@ -13,7 +13,7 @@ from psycopg import sql
 
 from cloud.analytics import figures
 from cloud.analytics.grouping import ALL_LABEL, GroupBy, grouping, label_of, period_label, periods
-from cloud.analytics.selection import Selection, plan_each_time
+from cloud.analytics.selection import Selection, tune_transaction
 
 COLUMNS = [
     "group",
@@ -131,7 +131,7 @@ def _row(label: str, agg: dict[str, Any] | None) -> dict[str, Any]:
 
 def kpis(conn: psycopg.Connection, selection: Selection, by: GroupBy, *, now: datetime) -> list[dict[str, Any]]:
     """One row per group, in the order of COLUMNS."""
-    plan_each_time(conn)
+    tune_transaction(conn)
     g = grouping(by)
     query = sql.SQL(
         "SELECT {key} AS gkey, {label} AS glabel, {aggregates} FROM {tickets} {joins} GROUP BY 1, 2"

@@ -12,7 +12,7 @@ from typing import Any
 import psycopg
 from psycopg import sql
 
-from cloud.analytics.selection import DEVICE_BUILDING, Selection, plan_each_time
+from cloud.analytics.selection import DEVICE_BUILDING, Selection, tune_transaction
 
 #: a ranking never lists more than this many rows
 MAX_LIMIT = 100
@@ -83,7 +83,7 @@ _TICKET_COLUMNS = sql.SQL("t.id, t.device_id, t.alarm_id, t.building, t.floor, t
 
 def top(conn: psycopg.Connection, selection: Selection, by: TopBy, *, limit: int) -> list[dict[str, Any]]:
     """The first `limit` devices or places, most alarms plus complaints first."""
-    plan_each_time(conn)
+    tune_transaction(conn)
     template = _DEVICE_QUERY if by == TopBy.DEVICE else _LOCATION_QUERY
     query = sql.SQL(template).format(tickets=selection.tickets(_TICKET_COLUMNS), device_building=DEVICE_BUILDING)
     rows = []
