@@ -219,6 +219,14 @@ class Database(harness.Stack):
         upgrade(self.database_url)
         log(f"database {self.dbname} migrated")
 
+    def postgres_pid(self) -> int | None:
+        """The postmaster of the embedded server (its data folder may be the kept one), else harness's guess."""
+        if self.embedded is not None:
+            with contextlib.suppress(OSError, ValueError):
+                return int((self.embedded.data_dir / "postmaster.pid").read_text().split()[0])
+            return None
+        return super().postgres_pid()
+
     def recreate(self) -> None:
         """Drop the kept database (its data were made with other options) and make it again."""
         harness._drop_database(self.admin_url, self.dbname)
@@ -1055,9 +1063,40 @@ class Measured:
     rows: list[Any]
     #: the machine's 1-minute load average when the case ended (2 cores: above 2, others were waiting)
     load: float
+    #: CPU ms per timed request, this process and PostgreSQL together (None: the server is elsewhere)
+    cpu_ms: float | None
 
     def p(self, q: float) -> float:
         return harness.percentile(self.latencies_ms, q)
+
+
+class CpuClock:
+    """CPU seconds used so far by this process (the app, the client) and by PostgreSQL (the postmaster,
+    its live children and those it has reaped: parallel workers too), when the server runs here.
+
+    Per request, their sum is what the request costs the machine: on a machine that other work keeps
+    busy the wall-clock time grows with the queue for the cores, this does not (much)."""
+
+    def __init__(self, postmaster: int | None) -> None:
+        import psutil
+
+        self.psutil = psutil
+        self.root = psutil.Process(postmaster) if postmaster else None
+
+    def read(self) -> float | None:
+        own = time.process_time()
+        if self.root is None:
+            return None
+        try:
+            t = self.root.cpu_times()
+            total = t.user + t.system + t.children_user + t.children_system
+            for child in self.root.children():
+                with contextlib.suppress(self.psutil.Error):
+                    c = child.cpu_times()
+                    total += c.user + c.system
+        except self.psutil.Error:
+            return None
+        return own + total
 
 
 def forget_forecasts() -> None:
@@ -1121,7 +1160,7 @@ def login(client: Any, username: str) -> dict[str, str]:
 
 
 def run_cases(
-    client: Any, cases: list[Case], requests: int, title: str, budget: float | None = None
+    client: Any, cases: list[Case], requests: int, title: str, cpu: CpuClock, budget: float | None = None
 ) -> dict[Case, Measured]:
     """Each case: one unmeasured request (its time kept as `first`), then `requests` timed ones in a row;
     with a `budget` (seconds), fewer once the case has taken that long (at least 3)."""
@@ -1146,12 +1185,15 @@ def run_cases(
                 raise RuntimeError(f"{case.label}: {resp.status_code} {resp.text[:500]}")
             if i == 0:
                 first, rows = ms, resp.json()["rows"]
+                cpu0 = cpu.read()
             else:
                 timings.append(ms)
-        out[case] = Measured(timings, first, rows, os.getloadavg()[0])
+        cpu1 = cpu.read()
+        cpu_ms = (cpu1 - cpu0) * 1000 / len(timings) if cpu0 is not None and cpu1 is not None else None
+        out[case] = Measured(timings, first, rows, os.getloadavg()[0], cpu_ms)
         log(
             f"  [{title} {n}/{len(cases)}] {case.label}: p50 {harness.percentile(timings, 50):.1f} ms "
-            f"p99 {harness.percentile(timings, 99):.1f} ms ({len(rows)} rows)"
+            f"p99 {harness.percentile(timings, 99):.1f} ms, cpu {cpu_ms or 0:.1f} ms ({len(rows)} rows)"
         )
     return out
 
@@ -1177,22 +1219,18 @@ class Capture:
 
     @contextlib.contextmanager
     def active(self) -> Iterator[None]:
-        originals = (psycopg.Connection.execute, psycopg.Cursor.execute)
+        original = psycopg.Cursor.execute  # Connection.execute runs through it too
         capture = self
 
-        def conn_execute(self: Any, query: Any, params: Any = None, **kw: Any) -> Any:
+        def execute(self: Any, query: Any, params: Any = None, **kw: Any) -> Any:
             capture.statements.append((query, params))
-            return originals[0](self, query, params, **kw)
+            return original(self, query, params, **kw)
 
-        def cur_execute(self: Any, query: Any, params: Any = None, **kw: Any) -> Any:
-            capture.statements.append((query, params))
-            return originals[1](self, query, params, **kw)
-
-        psycopg.Connection.execute, psycopg.Cursor.execute = conn_execute, cur_execute  # type: ignore[method-assign]
+        psycopg.Cursor.execute = execute  # type: ignore[method-assign]
         try:
             yield
         finally:
-            psycopg.Connection.execute, psycopg.Cursor.execute = originals  # type: ignore[method-assign]
+            psycopg.Cursor.execute = original  # type: ignore[method-assign]
 
 
 def explain(client: Any, database_url: str, case: Case) -> str:
@@ -1265,24 +1303,33 @@ def dataset_options(args: argparse.Namespace) -> dict[str, Any]:
     }
 
 
+def _ms(value: float | None) -> str:
+    return f"{value:6.1f}" if value is not None else f"{'?':>6s}"
+
+
 def print_table(cases: list[Case], fast: dict[Case, Measured], full: dict[Case, Measured]) -> None:
     head = (
         f"{'endpoint':10s} {'grouping':10s} {'range':7s} {'as':7s} {'rows':>5s} {'first':>7s} {'p50':>7s} "
-        f"{'p99':>7s} {'scan p50':>9s} {'scan p99':>9s} {'ratio':>6s}  p99<{TARGET_MS:.0f}ms {'load':>5s}"
+        f"{'p99':>7s} {'cpu':>6s} {'scan p50':>9s} {'scan p99':>9s} {'cpu':>6s} {'ratio':>6s}  p99<{TARGET_MS:.0f}ms "
+        f"{'load':>5s}"
     )
     print(head)
     print("-" * len(head))
     for case in cases:
         m = fast[case]
         f = full.get(case)
-        scan = f"{f.p(50):9.1f} {f.p(99):9.1f} {f.p(50) / m.p(50):6.1f}" if f else f"{'-':>9s} {'-':>9s} {'-':>6s}"
+        scan = (
+            f"{f.p(50):9.1f} {f.p(99):9.1f} {_ms(f.cpu_ms)} {f.p(50) / m.p(50):6.1f}"
+            if f
+            else f"{'-':>9s} {'-':>9s} {'-':>6s} {'-':>6s}"
+        )
         note = (
             f"  (full scan: {len(f.latencies_ms)} requests)" if f and len(f.latencies_ms) < len(m.latencies_ms) else ""
         )
         ok = "yes" if m.p(99) < TARGET_MS else "NO"
         print(
             f"{case.endpoint:10s} {case.grouping:10s} {case.range:7s} {case.who:7s} {len(m.rows):5d} "
-            f"{m.first_ms:7.1f} {m.p(50):7.1f} {m.p(99):7.1f} {scan}  {ok:9s} {m.load:5.1f}{note}"
+            f"{m.first_ms:7.1f} {m.p(50):7.1f} {m.p(99):7.1f} {_ms(m.cpu_ms)} {scan}  {ok:9s} {m.load:5.1f}{note}"
         )
 
 
@@ -1347,6 +1394,7 @@ def main() -> int:
             today = now.astimezone(ZoneInfo(TIMEZONE)).date()
             cases = make_cases(today, only, args.ranges.split(","), args.roles.split(","))
             folder = Path(tempfile.mkdtemp(prefix="analytics-", dir=db.tmp))
+            cpu = CpuClock(db.postgres_pid())
             print(
                 f"requests: FastAPI TestClient on the app in this process, one at a time; {args.requests} timed per "
                 f"case after one warm-up; the data end (the app's clock) at {now.isoformat()}, local day {today}"
@@ -1356,7 +1404,7 @@ def main() -> int:
                     endpoint, grouping, rng_name, who = spec.split(":")
                     match = [c for c in make_cases(today, {endpoint}, [rng_name], [who]) if c.grouping == grouping]
                     print(explain(client, db.database_url, match[0]))
-                fast = run_cases(client, cases, args.requests, "indexes")
+                fast = run_cases(client, cases, args.requests, "indexes", cpu)
             full: dict[Case, Measured] = {}
             if not args.no_baseline:
                 set_full_scan(db.database_url, db.dbname, True)
@@ -1365,7 +1413,7 @@ def main() -> int:
                         with client.app.state.pool.connection() as conn:
                             shown = conn.execute("SELECT current_setting('enable_indexscan') AS v").fetchone()
                         assert shown is not None and shown["v"] == "off", shown
-                        full = run_cases(client, cases, args.requests, "full scan", args.scan_budget)
+                        full = run_cases(client, cases, args.requests, "full scan", cpu, args.scan_budget)
                 finally:
                     set_full_scan(db.database_url, db.dbname, False)
             print_table(cases, fast, full)
