@@ -180,3 +180,30 @@ def test_a_resident_makes_a_visitor_pass_and_its_qr_code_decodes_to_the_kept_tok
         assert s.scroll_width() <= PHONE["width"]
         page.screenshot(path=screens_dir / "resident-entries.png", full_page=True)
         assert s.errors == []
+
+
+def test_a_resident_rejects_a_fix_and_the_ticket_reopens(world: World, served: ServedApp, chromium: Any) -> None:
+    resident, tech = world.as_("resident"), world.as_("tech1")
+    t = resident.ok(
+        "post", T, {"type": "repair", "category": "facility", "title": "Kitchen tap drips", "description": "Drips."}
+    )
+    number = t["number"]
+    world.as_("desk").ok("post", f"{T}/{number}/assign", {"assignee_id": world.a.users["tech1"]})
+    tech.ok("post", f"{T}/{number}/start")
+    tech.ok(
+        "post",
+        f"{T}/{number}/resolve",
+        {"work_done": "New washer.", "result": "The tap is fixed.", "cause_kind": "internal", "cause_code": "wear"},
+    )
+    with screen(chromium, served.url, world, "resident", "/resident", phone=True) as s:
+        page = s.page
+        page.locator(f"[data-testid=resident-tickets] > li[data-number='{number}'] a").click()
+        expect(page.get_by_test_id("ticket-status")).to_have_text("resolved")
+        page.get_by_test_id("reject-reason").fill("It still drips at night.")
+        page.get_by_test_id("reject").click()
+        expect(page.get_by_test_id("ticket-status")).to_have_text("reopened")
+        expect(page.get_by_test_id("rate-form")).to_have_count(0)
+        assert s.errors == []
+    reopened = world.as_("desk").ok("get", f"{T}/{number}")
+    assert (reopened["status"], reopened["reopen_count"]) == ("reopened", 1)
+    assert any(e["kind"] == "reopened" and "It still drips at night." in e["body"] for e in reopened["timeline"])

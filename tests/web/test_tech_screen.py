@@ -63,6 +63,13 @@ def test_a_technician_resolves_a_ticket_from_a_phone(
         page.get_by_test_id("accept").click()
         expect(page.get_by_test_id("detail-status")).to_have_text("in progress")
 
+        # waiting for a part stops the clock; resuming goes on
+        page.get_by_test_id("hold-reason").fill("waiting for a seal")
+        page.get_by_test_id("hold").click()
+        expect(page.get_by_test_id("detail-status")).to_have_text("on hold")
+        page.get_by_test_id("resume").click()
+        expect(page.get_by_test_id("detail-status")).to_have_text("in progress")
+
         page.get_by_test_id("note-body").fill("The pipe joint above the ceiling is loose.")
         assert touch_sized(page, "note-add")
         page.get_by_test_id("note-add").click()
@@ -97,10 +104,9 @@ def test_a_technician_resolves_a_ticket_from_a_phone(
     assert done["work_done"] == "Tightened the joint and replaced its seal."
     assert done["result_note"] == "The leak is fixed; the ceiling will dry in a day."
     assert (done["cause_kind"], done["cause_code"]) == ("internal", "workmanship")
-    assert [(e["kind"], e["actor"]) for e in done["timeline"] if e["kind"] in ("started", "work", "resolved")] == [
-        ("started", "a.tech1"),
-        ("work", "a.tech1"),
-        ("resolved", "a.tech1"),
+    steps = ("started", "on_hold", "resumed", "work", "resolved")
+    assert [(e["kind"], e["actor"]) for e in done["timeline"] if e["kind"] in steps] == [
+        (kind, "a.tech1") for kind in steps
     ]
     [attachment] = done["attachments"]
     assert attachment["original_name"] == "joint.jpg" and attachment["visibility"] == "shared"

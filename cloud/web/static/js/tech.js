@@ -208,7 +208,13 @@
   }
 
   function holdStep(t, step) {
-    const reason = el("input", { name: "reason", required: true, maxlength: 500, placeholder: "waiting for a part" });
+    const reason = el("input", {
+      name: "reason",
+      required: true,
+      maxlength: 500,
+      placeholder: "waiting for a part",
+      dataset: { testid: "hold-reason" },
+    });
     const form = el(
       "form",
       { class: "step form" },
