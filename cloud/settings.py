@@ -164,6 +164,11 @@ class CloudSettings(BaseSettings):
         return self.data_dir / "attachments"
 
     @property
+    def frames_dir(self) -> Path:
+        """The cameras' latest frames, one file each (written by the ingest, served by the API)."""
+        return self.data_dir / "frames"
+
+    @property
     def faces_dir(self) -> Path:
         return self.data_dir / "faces"
 

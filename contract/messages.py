@@ -230,6 +230,22 @@ Message = (
     | AccessEvent
 )
 
+#: the largest camera frame (base64 of a JPEG of about 400 KiB); frames are for a screen, not evidence
+MAX_FRAME_BASE64 = 560_000
+
+
+class CameraFrame(Envelope):
+    """Edge to cloud (`…/camera/frame`, QoS 0, not queued while offline): a camera's latest frame.
+
+    Sent at most once a second per camera; the cloud keeps only the latest of each, for the guard
+    console. A lost frame is replaced by the next one, so nothing is retried.
+    """
+
+    camera: DeviceName
+    #: the JPEG, base64
+    jpeg: Annotated[str, StringConstraints(min_length=4, max_length=MAX_FRAME_BASE64)]
+
+
 MODEL_FOR_KIND: dict[Kind, type[Envelope]] = {
     Kind.TELEMETRY: TelemetryBatch,
     Kind.ALARM: AlarmMessage,
@@ -244,6 +260,7 @@ MODEL_FOR_KIND: dict[Kind, type[Envelope]] = {
     Kind.ACCESS_WHITELIST: WhitelistMessage,
     Kind.ACCESS_REQUEST: WhitelistRequest,
     Kind.ACCESS_EVENT: AccessEvent,
+    Kind.CAMERA_FRAME: CameraFrame,
 }
 
 

@@ -40,6 +40,8 @@ class Kind(StrEnum):
     ACCESS_WHITELIST = "access/whitelist"
     ACCESS_REQUEST = "access/request"
     ACCESS_EVENT = "access/event"
+    #: a camera's latest frame, at most once a second, QoS 0: the guard console's live picture
+    CAMERA_FRAME = "camera/frame"
 
 
 #: What the cloud subscribes to: everything gateways send.
@@ -54,6 +56,7 @@ UPLINK_KINDS = (
     Kind.CONFIG_STATE,
     Kind.ACCESS_REQUEST,
     Kind.ACCESS_EVENT,
+    Kind.CAMERA_FRAME,
 )
 #: What the cloud sends gateways.
 DOWNLINK_KINDS = (Kind.COMMAND, Kind.CONFIG, Kind.ACCESS_WHITELIST)

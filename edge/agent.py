@@ -39,6 +39,7 @@ from edge.commands import CommandHandler, ModbusTarget
 from edge.drivers.modbus.bus import BusPool
 from edge.drivers.modbus.poller import ModbusPoller
 from edge.drivers.mqtt_device.listener import MqttDeviceListener
+from edge.frames import send_frames
 from edge.logs import configure_logging
 from edge.outbox import DurableOutbox
 from edge.remote_config import ConfigStore, RemoteConfigHandler
@@ -134,6 +135,14 @@ class Agent:
             self.access.request_whitelist("no whitelist on disk")
         await self._start_drivers()
         self._tasks.append(asyncio.create_task(self._report_health(), name="health"))
+        if self.settings.camera_frame_seconds > 0:
+            frames = send_frames(
+                lambda: self.cameras,  # type: ignore[arg-type, return-value]
+                lambda payload: self.uplink.publish_volatile(Kind.CAMERA_FRAME, payload),
+                interval=self.settings.camera_frame_seconds,
+                clock=self.clock,
+            )
+            self._tasks.append(asyncio.create_task(frames, name="camera-frames"))
 
     async def stop(self, reason: str = "shutdown") -> None:
         """Stop polling, send what is batched, say offline, disconnect."""

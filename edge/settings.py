@@ -89,6 +89,12 @@ class EdgeSettings(BaseSettings):
         validation_alias=AliasChoices("COMMUNITY_RECONNECT_MAX_DELAY", "RECONNECT_MAX_DELAY"),
         description="Seconds at most between reconnection attempts, to the broker and to each Modbus device.",
     )
+    camera_frame_seconds: float = Field(
+        1.0,
+        validation_alias=AliasChoices("COMMUNITY_CAMERA_FRAME_SECONDS", "CAMERA_FRAME_SECONDS"),
+        description="Seconds between two frames a camera sends to the cloud for the guard console "
+        "(at least 1; 0: send none). Only a new frame is sent, at QoS 0, and none while offline.",
+    )
     health_interval: float = Field(
         60.0,
         gt=0,
@@ -100,6 +106,13 @@ class EdgeSettings(BaseSettings):
     @classmethod
     def _valid_url(cls, value: str) -> str:
         parse_mqtt_url(value)
+        return value
+
+    @field_validator("camera_frame_seconds")
+    @classmethod
+    def _frames_at_most_once_a_second(cls, value: float) -> float:
+        if value != 0 and value < 1:
+            raise ValueError("at least 1 second between frames, or 0 for none")
         return value
 
     @field_validator("log_level", mode="before")

@@ -133,6 +133,16 @@ class Uplink:
                 self._unacked.add(info.mid)
         return info.mid
 
+    def publish_volatile(self, kind: Kind, payload: bytes) -> bool:
+        """Send at QoS 0 now if connected, else drop: for what the next message replaces (camera frames).
+
+        Not tracked and not kept in paho's queue while offline, so a broker outage costs no memory.
+        """
+        if not self.connected.is_set():
+            return False
+        info = self.client.publish(self.topic(kind), payload, qos=0)
+        return info.rc == mqtt.MQTT_ERR_SUCCESS
+
     def unacked(self) -> int:
         """Messages handed to paho and not yet acknowledged by the broker."""
         with self._lock:

@@ -16,6 +16,7 @@ from cloud.api.routers import (
     analytics,
     attachments,
     auth,
+    cameras,
     classifier,
     commands,
     devices,
@@ -116,6 +117,7 @@ def create_app(settings: CloudSettings, *, clock: Clock | None = None, apply_mig
         forecast.router,
         classifier.router,
         patrol.router,
+        cameras.router,
         live.router,
         pages.router,
     ):

@@ -18,6 +18,7 @@ from cloud.domain import workflow
 from cloud.domain.registry import Resolver
 from cloud.ingest.consumer import Consumer
 from cloud.ingest.control import ControlHandler
+from cloud.ingest.frames import FrameStore
 from cloud.ingest.housekeeping import Housekeeper, maintain_storage
 from cloud.ingest.inbound import Inbound
 from cloud.ingest.last_values import LastValues
@@ -41,6 +42,7 @@ class IngestWorker:
         self.resolver = Resolver(self.database_url)
         self.partitions = telemetry.Partitions()
         self.last_values = LastValues()
+        self.frames = FrameStore(settings.frames_dir)
         self._stopped = threading.Event()
         login = {
             "username": settings.mqtt_username,
@@ -122,6 +124,8 @@ class IngestWorker:
         # blocks when a lane is full: that connection stops reading and the broker holds the rest
         if item.parsed is not None and item.parsed.kind == Kind.TELEMETRY:
             self.telemetry_inbox.put(item)
+        elif item.parsed is not None and item.parsed.kind == Kind.CAMERA_FRAME:
+            self.frames.store(item)  # the latest frame only: a file, no queue, no database
         else:
             self.control_inbox.put(item)
 

@@ -2,10 +2,15 @@
 ingest and database, arrives on the open page by the live feed (the page never polls), and is
 acknowledged from the list; the acknowledgement is in the database under the guard's name."""
 
+import base64
+import io
 import uuid
+from datetime import UTC, datetime
 
+from PIL import Image
 from playwright.sync_api import expect
 
+from contract.messages import CameraFrame
 from tests.cloud.stack import Gateway, running_ingest, settings_for, wait_for
 from tests.web.conftest import ServedApp
 from tests.workflow.conftest import World
@@ -16,13 +21,19 @@ def test_a_guard_sees_a_new_alarm_arrive_live_and_acknowledges_it(
 ) -> None:
     guard_name = world.a.accounts["guard"][0]
     gateway_id = f"gw-web-{uuid.uuid4().hex[:6]}"
-    ingest_settings = settings_for(world.database_url, mqtt_url, client_id=f"ingest-{gateway_id}")
+    ingest_settings = settings_for(
+        world.database_url, mqtt_url, client_id=f"ingest-{gateway_id}", data_dir=world.settings.data_dir
+    )
     with running_ingest(ingest_settings):
         gateway = Gateway(mqtt_url, "estate-a", gateway_id, timezone="Asia/Shanghai")
         try:
             gateway.birth([("pump-7", "water-pump", "1")])
             wait_for(lambda: world.sql("SELECT 1 FROM devices WHERE gateway_id = %s", (gateway_id,)))
             gateway.telemetry("pump-7", {"pressure": 3.25})
+            frame = io.BytesIO()
+            Image.new("RGB", (320, 240), "darkgreen").save(frame, "JPEG")
+            jpeg = base64.b64encode(frame.getvalue()).decode()
+            gateway.send(CameraFrame(ts=datetime.now(UTC), camera="cam-lobby", jpeg=jpeg))
 
             page = chromium.new_page(viewport={"width": 1600, "height": 900})
             try:
@@ -34,6 +45,10 @@ def test_a_guard_sees_a_new_alarm_arrive_live_and_acknowledges_it(
                 page.wait_for_url(served.url + "/guard")
                 expect(page.locator("#live-state")).to_have_attribute("data-state", "live")
                 expect(page.locator("#board")).to_contain_text("pump-7")
+                # the camera's latest frame, loaded (its natural width is the JPEG's)
+                camera = page.locator("figure.camera img")
+                expect(camera).to_have_count(1)
+                page.wait_for_function("() => document.querySelector('figure.camera img').naturalWidth === 320")
                 expect(page.locator("li.alarm")).to_have_count(0)
 
                 gateway.alarm("pump-7", "dry_running", "raise", severity="critical", message="Pump 7 runs dry")

@@ -314,6 +314,74 @@
     );
   }
 
+  // ---- cameras: each camera's latest frame (sent by its gateway at most once a second), asked
+  // for again every second; a frame older than STALE_SECONDS is marked as such
+  const STALE_SECONDS = 10;
+  let cameraList = [];
+
+  async function loadCameras() {
+    let cameras;
+    try {
+      cameras = await api("GET", "/api/v1/cameras");
+    } catch (err) {
+      if (err.status !== 404) throw err;
+      cameras = null;
+    }
+    const box = document.getElementById("cameras");
+    if (cameras === null || cameras.length === 0) {
+      cameraList = [];
+      box.replaceChildren(
+        el("p", { class: "unavailable" }, cameras === null ? "camera frames: not available" : "No camera has sent a frame."),
+      );
+      return;
+    }
+    const same =
+      cameras.length === cameraList.length &&
+      cameras.every((c, i) => c.gateway_id === cameraList[i].gateway_id && c.camera === cameraList[i].camera);
+    cameraList = cameras;
+    if (!same) {
+      box.replaceChildren(
+        el(
+          "div",
+          { class: "camera-grid" },
+          cameras.map((c) =>
+            el(
+              "figure",
+              { class: "camera", dataset: { camera: `${c.gateway_id}/${c.camera}` } },
+              el("img", { alt: c.camera, src: frameUrl(c) }),
+              el("figcaption", {}, el("span", { class: "name" }, c.camera), el("span", { class: "age" }, "")),
+            ),
+          ),
+        ),
+      );
+    }
+    showAges();
+  }
+
+  function frameUrl(c) {
+    return `/api/v1/cameras/${encodeURIComponent(c.gateway_id)}/${encodeURIComponent(c.camera)}/frame?t=${Date.now()}`;
+  }
+
+  function showAges() {
+    for (const c of cameraList) {
+      const fig = document.querySelector(`figure.camera[data-camera="${c.gateway_id}/${c.camera}"]`);
+      if (!fig) continue;
+      const age = Math.max(0, (Date.now() - Date.parse(c.taken_at)) / 1000);
+      fig.classList.toggle("stale", age > STALE_SECONDS);
+      fig.querySelector(".age").textContent = age > STALE_SECONDS ? `no frame for ${Math.round(age)} s` : "";
+    }
+  }
+
+  // every second: the next frame of each camera (the image keeps the old one until the new one loaded)
+  setInterval(() => {
+    for (const c of cameraList) {
+      const img = document.querySelector(`figure.camera[data-camera="${c.gateway_id}/${c.camera}"] img`);
+      if (img) img.src = frameUrl(c);
+    }
+  }, 1000);
+  // the list and each frame's age: every 5 s
+  setInterval(() => loadCameras(), 5000);
+
   // ---- the clock in the top bar
   const clock = document.getElementById("clock");
   const tick = () => {
@@ -328,7 +396,7 @@
   const reloadDoors = throttle(loadDoors, 500);
   const reloadBoard = throttle(loadBoard, 1000);
   const reloadPatrol = throttle(loadPatrol, 1000);
-  const reloadAll = () => Promise.all([loadAlarms(), loadDoors(), loadBoard(), loadPatrol()]);
+  const reloadAll = () => Promise.all([loadAlarms(), loadDoors(), loadBoard(), loadPatrol(), loadCameras()]);
 
   Web.live(
     {
