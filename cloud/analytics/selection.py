@@ -2,7 +2,9 @@
 the request's building, type and category.
 
 One SQL fragment for every view, so that /kpis, /causes, /top and /alarm-fix count the same
-tickets. The range test is on `created_at` alone (an index range scan, then the site filter).
+tickets. The views read only columns that migration 0018's covering index `tickets_analytics`
+(site_id, created_at) carries, so a range is an index-only scan: a view reading another ticket
+column must add it to that index (in a new migration), or every row is fetched from the table again.
 """
 
 from dataclasses import dataclass
