@@ -18,8 +18,10 @@ import hashlib
 import threading
 import warnings
 from collections import OrderedDict
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import date, timedelta
+from typing import Generic, TypeVar
 
 import numpy as np
 from statsmodels.tools.sm_exceptions import ConvergenceWarning
@@ -472,34 +474,52 @@ def _join(reason: str, note: str | None) -> str:
 # --- many series, cached ----------------------------------------------------------------------------
 
 
-class ForecastCache:
-    """Forecasts of series already seen, keyed by the series itself (its days and counts) and the
-    horizon: the same data answer at once, and any change to the counts (a new ticket, a category
-    corrected, a new day) is a new key, so nothing stale is ever served. Least recently used out."""
+K = TypeVar("K")
+V = TypeVar("V")
 
-    def __init__(self, size: int = 256) -> None:
+
+class Lru(Generic[K, V]):
+    """A small thread-safe least-recently-used store: `get_or_make` computes outside the lock, so
+    one slow computation does not hold up answers already there (two callers may both compute a
+    new key; the later result is kept)."""
+
+    def __init__(self, size: int) -> None:
         self._size = size
-        self._items: OrderedDict[tuple, SeriesForecast] = OrderedDict()
+        self._items: OrderedDict[K, V] = OrderedDict()
         self._lock = threading.Lock()
         self.hits = 0
         self.misses = 0
 
-    def get(self, name: str, y: np.ndarray, horizon: Horizon) -> SeriesForecast:
-        key = (name, horizon, hashlib.sha256(np.ascontiguousarray(y, dtype=np.int64).tobytes()).hexdigest())
+    def get_or_make(self, key: K, make: Callable[[], V]) -> V:
         with self._lock:
-            found = self._items.get(key)
-            if found is not None:
+            if key in self._items:
                 self._items.move_to_end(key)
                 self.hits += 1
-                return found
+                return self._items[key]
             self.misses += 1
-        result = forecast_series(name, y, horizon)
+        value = make()
         with self._lock:
-            self._items[key] = result
+            self._items[key] = value
             while len(self._items) > self._size:
                 self._items.popitem(last=False)
-        return result
+        return value
 
     def clear(self) -> None:
         with self._lock:
             self._items.clear()
+
+
+class ForecastCache:
+    """Forecasts of series already seen, keyed by the series itself (its days and counts) and the
+    horizon: the same data answer at once, and any change to the counts (a new ticket, a category
+    corrected, a new day) is a new key, so a forecast is never stale. Least recently used out."""
+
+    def __init__(self, size: int = 256) -> None:
+        self._store: Lru[tuple[str, Horizon, str], SeriesForecast] = Lru(size)
+
+    def get(self, name: str, y: np.ndarray, horizon: Horizon) -> SeriesForecast:
+        digest = hashlib.sha256(np.ascontiguousarray(y, dtype=np.int64).tobytes()).hexdigest()
+        return self._store.get_or_make((name, horizon, digest), lambda: forecast_series(name, y, horizon))
+
+    def clear(self) -> None:
+        self._store.clear()

@@ -8,7 +8,7 @@ import numpy as np
 import psycopg
 
 from cloud.analytics.export import Report
-from cloud.analytics.forecast import MAX_HISTORY_DAYS, ForecastCache, Horizon, SeriesForecast
+from cloud.analytics.forecast import MAX_HISTORY_DAYS, ForecastCache, Horizon, Lru, SeriesForecast
 from cloud.analytics.scope import Window, resolve
 from cloud.domain.access import Principal
 
@@ -19,6 +19,10 @@ COLUMNS = ["series", "week_start", "week_end", "forecast", "lower", "upper", "me
 
 #: forecasts are kept per process, keyed by the counts themselves (see ForecastCache)
 CACHE = ForecastCache()
+#: whole answers, keyed by what they are about, the last complete day and the newest ticket at the
+#: sites: a repeated request skips the counting query too. A ticket's category corrected later
+#: shows with the next new ticket at the sites or the next day (the series cache is exact).
+ANSWERS: Lru[tuple, tuple[list[dict[str, object]], dict[str, object]]] = Lru(64)
 
 _COUNTS = """
 SELECT (t.created_at AT TIME ZONE %(tz)s)::date AS day, t.category, count(*)::int AS n
@@ -85,20 +89,36 @@ def forecast_report(
     today = now.astimezone(scope.tz).date()
     last_day = today - timedelta(days=1)
     window = replace(scope, first_day=last_day - timedelta(days=MAX_HISTORY_DAYS - 1), last_day=last_day)
-    history = daily_counts(conn, window, ticket_type)
     horizon = Horizon(last_day=last_day, weeks=weeks, level=level)
+    newest = conn.execute(
+        "SELECT max(id) AS newest FROM tickets WHERE site_id = ANY(%s)", (window.site_ids,)
+    ).fetchone()
+    key = (tuple(window.site_ids), building_id, ticket_type, horizon, newest["newest"] if newest else None)
+    rows, meta = ANSWERS.get_or_make(key, lambda: _answer(conn, window, ticket_type, horizon, today))
+    return Report(
+        name=f"forecast-{site or 'all-sites'}-{ticket_type or 'all'}-{horizon.first_week.isoformat()}-{weeks}w",
+        columns=COLUMNS,
+        rows=rows,
+        meta={**meta, "generated_at": now.isoformat()},
+    )
+
+
+def _answer(
+    conn: psycopg.Connection, window: Window, ticket_type: str | None, horizon: Horizon, today: date
+) -> tuple[list[dict[str, object]], dict[str, object]]:
+    history = daily_counts(conn, window, ticket_type)
     forecasts = [CACHE.get(name, y, horizon) for name, y in history.series.items()]
-    rows = [_row(f, start_week) for f in forecasts for start_week in range(weeks)]
+    rows = [_row(f, w) for f in forecasts for w in range(horizon.weeks)]
     current_week_end = horizon.first_week - timedelta(days=1)
     meta: dict[str, object] = {
         "sites": ", ".join(window.site_ids),
-        "building_id": building_id,
+        "building_id": window.building_id,
         "timezone": window.tz.key,
         "type": ticket_type or "all",
-        "weeks": weeks,
-        "level": level,
+        "weeks": horizon.weeks,
+        "level": horizon.level,
         "history_from": history.first_day.isoformat() if history.first_day else None,
-        "history_to": last_day.isoformat(),
+        "history_to": horizon.last_day.isoformat(),
         "history_days": history.days,
         "first_week": horizon.first_week.isoformat(),
         "current_week": (
@@ -107,16 +127,10 @@ def forecast_report(
             if horizon.gap
             else "today is a Monday: the first week reported is the current one"
         ),
-        "generated_at": now.isoformat(),
     }
     for f in forecasts:
         meta.update(_series_meta(f))
-    return Report(
-        name=f"forecast-{site or 'all-sites'}-{ticket_type or 'all'}-{horizon.first_week.isoformat()}-{weeks}w",
-        columns=COLUMNS,
-        rows=rows,
-        meta=meta,
-    )
+    return rows, meta
 
 
 def _row(f: SeriesForecast, w: int) -> dict[str, object]:

@@ -7,6 +7,7 @@ Tuesday to Sunday, is not reported)."""
 
 import csv
 import io
+import uuid
 from datetime import UTC, date, datetime, timedelta
 
 import numpy as np
@@ -26,8 +27,10 @@ URL = "/api/v1/analytics/forecast"
 
 @pytest.fixture(autouse=True)
 def fresh_cache() -> None:
-    """Each test computes its forecasts (the cache is per process and keyed by the data anyway)."""
+    """Each test computes its forecasts: ticket ids start again at 1 in every test's database, so an
+    answer cached by another test's newest ticket id could be taken for this one's."""
     forecast_report.CACHE.clear()
+    forecast_report.ANSWERS.clear()
 
 
 def insert_counts(world: World, site: str, counts: dict[date, dict[str, int]], ticket_type: str = "complaint") -> int:
@@ -41,13 +44,21 @@ def insert_counts(world: World, site: str, counts: dict[date, dict[str, int]], t
                 ns.append(int(n))
     rows = world.sql(
         """INSERT INTO tickets (number, type, category, channel, priority, title, site_id, created_at, updated_at)
-           SELECT 'S-' || %(type)s || '-' || d.idx || '-' || g, %(type)s, d.cat, 'app', 'normal', 'synthetic',
+           SELECT 'S-' || %(tag)s || '-' || d.idx || '-' || g, %(type)s, d.cat, 'app', 'normal', 'synthetic',
                   %(site)s, ((d.day + time '08:00') + g * interval '5 minutes') AT TIME ZONE %(tz)s,
                   ((d.day + time '08:00') + g * interval '5 minutes') AT TIME ZONE %(tz)s
            FROM unnest(%(days)s::date[], %(cats)s::text[], %(ns)s::int[]) WITH ORDINALITY AS d(day, cat, n, idx)
            CROSS JOIN LATERAL generate_series(1, d.n) AS g
            RETURNING id""",
-        {"type": ticket_type, "site": site, "tz": SHANGHAI, "days": days, "cats": cats, "ns": ns},
+        {
+            "tag": uuid.uuid4().hex[:8],
+            "type": ticket_type,
+            "site": site,
+            "tz": SHANGHAI,
+            "days": days,
+            "cats": cats,
+            "ns": ns,
+        },
     )
     return len(rows)
 
@@ -144,6 +155,11 @@ def test_a_short_history_falls_back_to_seasonal_naive_and_says_why(world: World)
     assert series["service"][0]["method"] == "none" and meta["service.reason"] == (
         "no tickets in the history of 10 days: the forecast is 0"
     )
+    # the same request again is the cached answer; a new ticket yesterday is a new one
+    assert world.as_("desk").ok("get", f"{URL}?weeks=2")["rows"] == body["rows"]
+    insert_counts(world, world.a.site_id, {LAST_DAY: {"service": 1}})
+    again = by_series(world.as_("desk").ok("get", f"{URL}?weeks=2"))
+    assert again["total"][0]["forecast"] == 25.0 and again["service"][0]["method"] == "seasonal_naive"
 
 
 def test_weeks_and_days_are_the_sites_own(world: World) -> None:
