@@ -10,6 +10,8 @@ from datetime import UTC, datetime
 from PIL import Image
 from playwright.sync_api import expect
 
+from contract import messages
+from contract.common import Location, SiteInfo
 from contract.messages import CameraFrame
 from tests.cloud.stack import Gateway, running_ingest, settings_for, wait_for
 from tests.web.conftest import ServedApp
@@ -73,6 +75,67 @@ def test_a_guard_sees_a_new_alarm_arrive_live_and_acknowledges_it(
                 # cleared at the device: the row leaves the open list, again without a reload
                 gateway.alarm("pump-7", "dry_running", "clear", severity="critical")
                 expect(page.locator("li.alarm")).to_have_count(0)
+            finally:
+                page.close()
+        finally:
+            gateway.close()
+
+
+def test_a_guard_opens_a_door_only_after_confirming_and_the_command_is_recorded_under_their_name(
+    world: World, served: ServedApp, chromium, screens_dir, mqtt_url: str
+) -> None:
+    guard_name = world.a.accounts["guard"][0]
+    gateway_id = f"gw-door-{uuid.uuid4().hex[:6]}"
+    with running_ingest(settings_for(world.database_url, mqtt_url, client_id=f"ingest-{gateway_id}")):
+        gateway = Gateway(mqtt_url, "estate-a", gateway_id, timezone="Asia/Shanghai")
+        try:
+            open_door = messages.CommandInfo(name="open_door", description="Unlock briefly", roles=["guard", "admin"])
+            gateway.send(
+                messages.BirthMessage(
+                    ts=datetime.now(UTC),
+                    site=SiteInfo(id="estate-a", name="Sunny Gardens", timezone="Asia/Shanghai"),
+                    gateway=messages.GatewayInfo(id=gateway_id, name="lobby gateway"),
+                    devices=[
+                        messages.DeviceInfo(
+                            name="door-lobby",
+                            profile="door-controller",
+                            protocol="modbus",
+                            location=Location(building="1", floor="1"),
+                            commands=[open_door],
+                        )
+                    ],
+                )
+            )
+            gateway.send(messages.StatusMessage(ts=datetime.now(UTC), state="online"))
+            wait_for(lambda: world.sql("SELECT 1 FROM gateways WHERE id = %s AND status = 'online'", (gateway_id,)))
+
+            page = chromium.new_page(viewport={"width": 1600, "height": 900})
+            try:
+                page.goto(served.url + "/login")
+                page.fill("input[name=username]", guard_name)
+                page.fill("input[name=password]", "community-demo")
+                page.click("button[type=submit]")
+                door = page.locator("li.device", has_text="door-lobby")
+                expect(door.locator(".dot")).to_be_visible()
+                # cancelled: nothing is sent
+                door.locator("button.open").click()
+                dialog = page.locator("#open-door-dialog")
+                expect(dialog).to_be_visible()
+                expect(dialog).to_contain_text("door-lobby")
+                page.screenshot(path=screens_dir / "guard-open-door.png")
+                dialog.locator("button[value=cancel]").click()
+                expect(dialog).to_be_hidden()
+                assert world.sql("SELECT 1 FROM commands WHERE gateway_id = %s", (gateway_id,)) == []
+                # confirmed: the command is stored under the guard's name, audited, and its state shown
+                door.locator("button.open").click()
+                page.locator("[data-testid=open-door-confirm]").click()
+                expect(door.locator(".cmd-state")).to_have_text("pending")
+                (command,) = world.sql(
+                    "SELECT command, requested_by FROM commands WHERE gateway_id = %s", (gateway_id,)
+                )
+                assert command == {"command": "open_door", "requested_by": guard_name}
+                audit = world.sql("SELECT actor FROM audit_log WHERE action = 'send_command'")
+                assert [a["actor"] for a in audit] == [guard_name]
             finally:
                 page.close()
         finally:

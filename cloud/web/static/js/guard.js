@@ -85,9 +85,10 @@
         b.raised_at.localeCompare(a.raised_at),
     );
     list.replaceChildren(...sorted.map(alarmRow));
-    document.getElementById("alarm-count").textContent = String(
-      sorted.filter((a) => a.state === "active").length,
-    );
+    const active = sorted.filter((a) => a.state === "active").length;
+    const badge = document.getElementById("alarm-count");
+    badge.textContent = String(active);
+    badge.classList.toggle("zero", active === 0);
     document.getElementById("alarm-empty").hidden = sorted.length > 0;
   }
 
