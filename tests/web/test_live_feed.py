@@ -11,7 +11,7 @@ from cloud.domain import alarms
 from cloud.domain.access import Principal, Role
 from cloud.domain.changes import notify
 from cloud.storage.db import connect
-from cloud.web.live import LiveHub, Subscriber, visible_to
+from cloud.web.live import LiveHub, Subscriber, stream, visible_to
 from contract.common import Severity, TicketKind
 
 NOW = datetime(2026, 11, 24, 1, 0, tzinfo=UTC)
@@ -185,3 +185,17 @@ def test_who_hears_of_a_ticket_follows_the_ticket_rules() -> None:
     assert not visible_to(person(Role.RESIDENT, {"site-a"}), door)
     assert not visible_to(person(Role.MANAGER, {"site-a"}), {"kind": "something_new", "site": "site-a"})
     assert visible_to(person(Role.ADMIN, None), {"kind": "something_new", "site": "site-a"})
+
+
+def test_a_quiet_stream_sends_heartbeats_and_ends_at_its_time_and_unsubscribes() -> None:
+    async def scenario() -> list[str]:
+        hub = LiveHub("postgresql://unused")
+        sub = hub.subscribe(person(Role.GUARD, {"site-a"}))
+        until = asyncio.get_running_loop().time() + 0.35
+        texts = [text async for text in stream(hub, sub, heartbeat_seconds=0.1, until=until)]
+        assert hub.subscribers == 0
+        return texts
+
+    texts = asyncio.run(scenario())
+    assert texts[0].startswith("retry: 2000\n") and '"kind":"hello"' in texts[0]
+    assert texts[1:] and set(texts[1:]) == {": heartbeat\n\n"}
