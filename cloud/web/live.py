@@ -197,6 +197,8 @@ class LiveHub:
                         self.publish(note.payload)
             except psycopg.OperationalError as exc:
                 log.warning("live feed: lost the database connection (%s); reconnecting", exc)
+            except Exception:  # a bug must not end the feed for good: say so, listen again
+                log.exception("live feed: listening failed; reconnecting")
             finally:
                 self.listening.clear()
             lost = True
