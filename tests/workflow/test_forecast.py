@@ -9,12 +9,15 @@ import csv
 import io
 import uuid
 from datetime import UTC, date, datetime, timedelta
+from zoneinfo import ZoneInfo
 
 import numpy as np
 import pytest
 from openpyxl import load_workbook
 
 from cloud.analytics import forecast_report
+from cloud.analytics.scope import Window
+from cloud.storage.db import connect
 from tests.workflow.conftest import World
 
 SHANGHAI = "Asia/Shanghai"
@@ -234,3 +237,21 @@ def test_no_history_parameters_roles_and_reach(world: World) -> None:
         == (world.a.buildings["1"])
     )
     assert world.as_("manager", estate="b").ok("get", URL)["meta"]["sites"] == world.b.site_id
+
+
+def test_local_days_where_the_clocks_change(world: World) -> None:
+    # Berlin leaves summer time on Sunday 25 October 2026: that local day has 25 hours
+    world.sql("INSERT INTO sites (id, name, timezone) VALUES ('estate-berlin', 'Berlin', 'Europe/Berlin') RETURNING id")
+    for when in (
+        datetime(2026, 10, 24, 21, 30, tzinfo=UTC),  # Saturday 24th 23:30 summer time (UTC+2)
+        datetime(2026, 10, 24, 22, 30, tzinfo=UTC),  # Sunday 25th 00:30 summer time
+        datetime(2026, 10, 25, 22, 30, tzinfo=UTC),  # Sunday 25th 23:30 winter time (UTC+1)
+        datetime(2026, 10, 25, 23, 30, tzinfo=UTC),  # Monday 26th 00:30 winter time
+    ):
+        insert_at(world, "estate-berlin", when)
+    window = Window(["estate-berlin"], None, ZoneInfo("Europe/Berlin"), date(2026, 10, 20), date(2026, 10, 27))
+    with connect(world.database_url) as conn:
+        history = forecast_report.daily_counts(conn, window, None)
+    assert (history.first_day, history.days) == (date(2026, 10, 24), 4)
+    assert history.series["facility"].tolist() == [1, 2, 1, 0]  # 24th, 25th (both ends of 25 hours), 26th, 27th
+    assert history.series["total"].tolist() == [1, 2, 1, 0]
