@@ -11,6 +11,7 @@ from PIL import Image
 from playwright.sync_api import expect
 
 from contract import messages
+from contract.access import AccessEvent
 from contract.common import Location, SiteInfo
 from contract.messages import CameraFrame
 from tests.cloud.stack import Gateway, running_ingest, settings_for, wait_for
@@ -75,6 +76,27 @@ def test_a_guard_sees_a_new_alarm_arrive_live_and_acknowledges_it(
                 # cleared at the device: the row leaves the open list, again without a reload
                 gateway.alarm("pump-7", "dry_running", "clear", severity="critical")
                 expect(page.locator("li.alarm")).to_have_count(0)
+
+                # a face refused at a door: the decision and the picture it was made on, without a reload
+                face = io.BytesIO()
+                Image.new("RGB", (160, 120), "navy").save(face, "JPEG")
+                gateway.send(
+                    AccessEvent(
+                        ts=datetime.now(UTC),
+                        door="door-east",
+                        method="face",
+                        granted=False,
+                        reason="not_recognised",
+                        distance=0.71,
+                        snapshot_jpeg=base64.b64encode(face.getvalue()).decode(),
+                    )
+                )
+                decision = page.locator("li.door")
+                expect(decision).to_have_count(1)
+                expect(decision).to_contain_text("Refused · door-east")
+                expect(decision).to_contain_text("not recognised")
+                page.wait_for_function("() => document.querySelector('li.door img.thumb').naturalWidth === 160")
+                page.screenshot(path=screens_dir / "guard-door-event.png")
             finally:
                 page.close()
         finally:
