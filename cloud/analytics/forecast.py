@@ -24,6 +24,7 @@ from datetime import date, timedelta
 from typing import Generic, TypeVar
 
 import numpy as np
+from scipy.stats import norm
 from statsmodels.tools.sm_exceptions import ConvergenceWarning
 from statsmodels.tsa.holtwinters import ExponentialSmoothing
 from threadpoolctl import ThreadpoolController
@@ -118,6 +119,7 @@ class SeriesForecast:
     backtest: Backtest | None
     #: why the method is not the seasonal model (None when it is)
     reason: str | None = None
+    #: the fitted smoothing parameters (alpha, beta, gamma, phi) where the model was fitted
     params: dict[str, float] = field(default_factory=dict)
 
 
@@ -318,8 +320,6 @@ def poisson_band(point: float, level: float) -> tuple[float, float]:
 
 
 def _normal_quantile(p: float) -> float:
-    from scipy.stats import norm
-
     return float(norm.ppf(p))
 
 

@@ -169,4 +169,5 @@ def _series_meta(f: SeriesForecast) -> dict[str, object]:
         f"{f.name}.backtest_mase": figure(b.mase_model, 3) if b else None,
         f"{f.name}.backtest_mase_naive": figure(b.mase_naive, 3) if b else None,
         f"{f.name}.backtest_coverage": figure(b.coverage_model, 3) if b else None,
+        f"{f.name}.parameters": ", ".join(f"{k}={v:.4g}" for k, v in f.params.items()) or None,
     }

@@ -121,6 +121,7 @@ def test_a_known_weekly_pattern_with_a_trend(world: World) -> None:
     assert meta["total.backtest_origins"] == 8 and meta["total.backtest_weeks"] == 32
     assert meta["total.backtest_mae"] < meta["total.backtest_mae_naive"]
     assert meta["total.backtest_mase"] < meta["total.backtest_mase_naive"]
+    assert meta["total.parameters"].startswith("alpha=") and "phi=" in meta["total.parameters"]
     for row, expected in zip(total, truth, strict=True):
         assert abs(row["forecast"] - expected) < 0.06 * expected, (row, expected)
         assert row["lower"] <= expected <= row["upper"], (row, expected)
