@@ -58,9 +58,13 @@ def served(world: World) -> Iterator[ServedApp]:  # noqa: F811 - `world` is the 
         app.stop()
 
 
-@pytest.fixture(scope="session")
+@pytest.fixture(scope="module")
 def chromium() -> Iterator[object]:
-    """Debian's chromium (never `playwright install`); `make test` checks that it is installed."""
+    """Debian's chromium (never `playwright install`); `make test` checks that it is installed.
+
+    One per test module, not per session: while Playwright's sync API is open it marks the main
+    thread's event loop as running, and `asyncio.run` in any later test would refuse to start.
+    """
     from playwright.sync_api import sync_playwright
 
     executable = shutil.which("chromium")
