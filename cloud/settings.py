@@ -116,6 +116,17 @@ class CloudSettings(BaseSettings):
     #: Largest attachment accepted, in bytes.
     attachment_max_bytes: int = Field(default=10 * 1024 * 1024, ge=1024)
 
+    # --- complaint classification (docs/classification.md) ------------------------------------
+    #: A ticket filed without a category takes the classifier's labels when its top subcategory
+    #: probability is at least this; below, it goes to the service desk to classify by hand. The
+    #: default is the lowest at which the held-out texts at or above it were 90 % right in category.
+    classifier_min_confidence: float = Field(default=0.2, ge=0, le=1)
+    #: The department that classifies by hand what the classifier is unsure of.
+    classifier_desk_department: str = "Customer service"
+    #: Retraining replaces the running model unless the new one's held-out subcategory macro-F1
+    #: is lower by more than this (or the retrain is forced); one held-out text moves it by about 0.006.
+    classifier_retrain_tolerance: float = Field(default=0.02, ge=0, le=1)
+
     # --- security patrol (docs/patrol.md) -----------------------------------------------------
     #: Severity of the alarm for a missed checkpoint (a route may set its own); it opens a safety ticket.
     patrol_missed_severity: Literal["critical", "major", "minor", "warning"] = "major"

@@ -17,6 +17,8 @@ if TYPE_CHECKING:  # cloud imports stay lazy: an edge-only install has no cloud 
 app = typer.Typer(help="Smart-community platform: cloud service, edge agent, simulator and demo.", no_args_is_help=True)
 db_app = typer.Typer(help="Database schema.", no_args_is_help=True)
 app.add_typer(db_app, name="db")
+classifier_app = typer.Typer(help="The complaint classifier (docs/classification.md).", no_args_is_help=True)
+app.add_typer(classifier_app, name="classifier")
 
 
 class Role(StrEnum):
@@ -124,6 +126,45 @@ def db_upgrade() -> None:
     try:
         applied = upgrade(url)
         typer.echo("applied: " + ", ".join(applied) if applied else "the schema is up to date")
+    finally:
+        if pg is not None:
+            pg.stop()
+
+
+@classifier_app.command("retrain")
+def classifier_retrain(
+    force: Annotated[bool, typer.Option(help="replace the running model even when the new one is worse")] = False,
+) -> None:
+    """Train on the corpus' training part and the staff's overrides, print the held-out figures beside the
+    running model's and the majority baseline, and replace the running model unless the new one is worse."""
+    import getpass
+
+    from cloud.classify.retrain import format_report, retrain
+    from cloud.classify.service import ClassifierSettings
+    from cloud.storage.db import connect
+    from cloud.storage.migrate import upgrade
+    from community.logs import setup_logging
+    from contract.clock import SystemClock
+
+    settings = _cloud_settings()
+    setup_logging(settings.log_level)
+    pg = None
+    url = settings.database_url
+    if not url:
+        pg, url = _embedded_database(settings.data_dir)
+    try:
+        upgrade(url)
+        with connect(url) as conn:
+            report = retrain(
+                conn,
+                ClassifierSettings.from_settings(settings),
+                actor=f"cli:{getpass.getuser()}",
+                user_id=None,
+                now=SystemClock().now(),
+                force=force,
+            )
+            conn.commit()
+        typer.echo(format_report(report))
     finally:
         if pg is not None:
             pg.stop()

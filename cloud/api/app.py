@@ -35,6 +35,7 @@ from cloud.api.routers import (
     tickets,
 )
 from cloud.broker_admin import broker_admin_from
+from cloud.classify.service import Classifier, ClassifierSettings
 from cloud.domain.tickets import NumberSource
 from cloud.security.biometric import face_cipher_from
 from cloud.security.keys import load_secrets
@@ -95,6 +96,7 @@ def create_app(settings: CloudSettings, *, clock: Clock | None = None, apply_mig
         settings.face_key.get_secret_value() if settings.face_key else None, app.state.secrets.data_key
     )
     app.state.broker_admin = broker_admin_from(settings)
+    app.state.classifier = Classifier(ClassifierSettings.from_settings(settings))
     errors.install(app)
     for router in (
         health.router,

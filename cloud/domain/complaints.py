@@ -2,6 +2,9 @@
 
 Where it is (site, building, unit, device) is worked out from what is given and checked against
 what the person reaches; then the ticket goes through the same intake as one an alarm opens.
+A ticket filed without a category is classified from its text first (cloud/classify): sure
+enough, it takes the model's category and subcategory and is routed by the rules; unsure, it
+goes to the service desk to classify by hand.
 """
 
 from dataclasses import dataclass
@@ -10,6 +13,8 @@ from zoneinfo import ZoneInfo
 
 import psycopg
 
+from cloud.classify import store as classifier_store
+from cloud.classify.service import Classifier, Decision, ticket_text
 from cloud.domain import audit, workflow
 from cloud.domain.access import OFFICE, Principal, Role
 from cloud.domain.tickets import NumberSource, add_event, next_number
@@ -19,7 +24,8 @@ from cloud.domain.workflow import WorkflowError
 @dataclass(frozen=True)
 class NewTicket:
     type: str
-    category: str
+    #: None: classified from the title and description
+    category: str | None
     subcategory: str | None
     title: str
     description: str
@@ -43,6 +49,7 @@ def open_ticket(
     cfg: workflow.Settings,
     *,
     numbers: NumberSource | None = None,
+    classifier: Classifier | None = None,
 ) -> dict:
     if who.role == Role.RESIDENT:
         if new.channel not in RESIDENT_CHANNELS:
@@ -98,7 +105,16 @@ def open_ticket(
         if people.get(conn, who, complainant_id) is None:
             raise WorkflowError(404, f"person {complainant_id} does not exist")
 
-    priority = new.priority or ("high" if new.category == "safety" else "normal")
+    decision: Decision | None = None
+    category, subcategory = new.category, new.subcategory
+    if category is None:
+        if subcategory is not None:
+            raise WorkflowError(422, "category: give the category with the subcategory, or leave both out")
+        if classifier is None:
+            raise WorkflowError(422, "category: required (no classifier here to read it from the text)")
+        decision = classifier.decide(conn, ticket_text(new.title, new.description), now)
+        category, subcategory = decision.category, decision.subcategory
+    priority = new.priority or ("high" if category == "safety" else "normal")
     if numbers is not None:
         number = numbers(timezone=site["timezone"], now=now)
     else:
@@ -114,8 +130,8 @@ def open_ticket(
         {
             "number": number,
             "type": new.type,
-            "category": new.category,
-            "subcategory": new.subcategory,
+            "category": category,
+            "subcategory": subcategory,
             "channel": new.channel,
             "priority": priority,
             "title": new.title,
@@ -145,4 +161,50 @@ def open_ticket(
         data={"channel": new.channel, "local_time": now.astimezone(ZoneInfo(site["timezone"])).isoformat()},
     )
     audit.record(conn, actor=who, action="create", entity="tickets", entity_id=number, now=now, after=row)
-    return workflow.intake(conn, row, who, now, cfg)
+    if decision is None:
+        return workflow.intake(conn, row, who, now, cfg)
+    assert classifier is not None
+    _record_classification(conn, row, decision, now)
+    if decision.applied:
+        return workflow.intake(conn, row, who, now, cfg)
+    desk = classifier.desk_department_id(conn)
+    return workflow.intake(conn, row, who, now, cfg, by_hand=True, desk_department_id=desk)
+
+
+def _record_classification(conn: psycopg.Connection, ticket: dict, decision: Decision, now: datetime) -> None:
+    """The prediction, for the overrides and the figures, and an internal timeline entry that says what it did."""
+    p = decision.prediction
+    classifier_store.record_prediction(
+        conn,
+        ticket_id=ticket["id"],
+        model_id=decision.model_id,
+        text=decision.text,
+        prediction=p,
+        threshold=decision.threshold,
+        applied=decision.applied,
+        now=now,
+    )
+    guess = f"{p.category}/{p.subcategory}"
+    if decision.applied:
+        body = f"Classified from its text as {guess} (confidence {p.confidence:.2f}, model {decision.model_id})."
+    else:
+        body = (
+            f"Sent to the service desk to classify by hand: the classifier's confidence {p.confidence:.2f} "
+            f"is below {decision.threshold:.2f} (best guess {guess}, model {decision.model_id})."
+        )
+    add_event(
+        conn,
+        ticket["id"],
+        at=now,
+        kind="classified",
+        actor=workflow.SYSTEM,
+        body=body,
+        data={
+            "model_id": decision.model_id,
+            "category": p.category,
+            "subcategory": p.subcategory,
+            "confidence": round(p.confidence, 4),
+            "threshold": decision.threshold,
+            "applied": decision.applied,
+        },
+    )

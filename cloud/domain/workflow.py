@@ -16,6 +16,7 @@ from typing import TYPE_CHECKING, Any
 
 import psycopg
 
+from cloud.classify import store as classifier_store
 from cloud.domain import audit, notifications, routing, sla_apply
 from cloud.domain.access import OFFICE, Principal, Role, ticket_scope
 from cloud.domain.errors import Refused
@@ -227,6 +228,8 @@ def triage(
     if department_id is not None:
         changes["department_id"] = department_id
     ticket = _record(conn, ticket, who, now, kind="triaged", body=note or "Accepted.", shared=True, changes=changes)
+    if category is not None or subcategory is not None:
+        classifier_store.record_staff_labels(conn, ticket, user_id=who.user_id, actor=who.actor, now=now)
     if {"category", "subcategory", "priority"} & changes.keys() or department_id is None:
         ticket, _route = _route_and_time(conn, ticket, who, now, cfg, keep_department=department_id is not None)
     _tell_complainant(conn, ticket, "triaged", note or "Your request was accepted.", now)
@@ -672,11 +675,32 @@ def find_earlier(conn: psycopg.Connection, ticket: dict, window_days: float) -> 
     ).fetchone()
 
 
-def intake(conn: psycopg.Connection, ticket: dict, who: Principal | None, now: datetime, cfg: Settings) -> dict:
+def intake(
+    conn: psycopg.Connection,
+    ticket: dict,
+    who: Principal | None,
+    now: datetime,
+    cfg: Settings,
+    *,
+    by_hand: bool = False,
+    desk_department_id: int | None = None,
+) -> dict:
     """What happens to every new ticket, typed in or opened by an alarm: route it, time it, notice a
-    re-complaint, tell the department, and assign it when the rule says so."""
-    ticket, route = _route_and_time(conn, ticket, who, now, cfg)
-    earlier = find_earlier(conn, ticket, cfg.recomplaint_window_days)
+    re-complaint, tell the department, and assign it when the rule says so.
+
+    `by_hand`: the classifier could not tell what the ticket is about; it goes to the service desk's
+    department (`desk_department_id`; the routing rules' choice when there is none) and is not
+    assigned automatically: the desk classifies and triages it first.
+    """
+    if by_hand and desk_department_id is not None:
+        conn.execute("UPDATE tickets SET department_id = %s WHERE id = %s", (desk_department_id, ticket["id"]))
+        ticket = {**ticket, "department_id": desk_department_id}
+    keep = by_hand and desk_department_id is not None
+    ticket, route = _route_and_time(conn, ticket, who, now, cfg, keep_department=keep)
+    if by_hand:
+        route = None
+    # a ticket the desk has yet to classify is about nothing known yet: no re-complaint to match
+    earlier = None if by_hand else find_earlier(conn, ticket, cfg.recomplaint_window_days)
     if earlier is not None:
         conn.execute("UPDATE tickets SET recomplaint_of = %s WHERE id = %s", (earlier["id"], ticket["id"]))
         ticket = {**ticket, "recomplaint_of": earlier["id"]}

@@ -215,6 +215,10 @@ MATRIX: list[tuple[str, str, set[str], object]] = [
     ("GET", "/api/v1/analytics/top", OFFICE, None),
     ("GET", "/api/v1/analytics/alarm-fix", OFFICE, None),
     ("GET", "/api/v1/analytics/forecast", OFFICE, None),
+    # the complaint classifier (issue 6)
+    ("GET", "/api/v1/classifier", OFFICE, None),
+    ("POST", "/api/v1/classifier/suggest", OFFICE | {"resident"}, {"text": "The lift is stuck"}),
+    ("POST", "/api/v1/classifier/retrain", ADMIN, {}),
 ]
 
 

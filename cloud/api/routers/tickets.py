@@ -35,7 +35,8 @@ Filer = Annotated[Principal, Depends(allow(*OFFICE, Role.RESIDENT))]
 
 class TicketIn(BaseModel):
     type: TicketType = TicketType.COMPLAINT
-    category: Category
+    #: leave out to have it classified from the title and description (docs/classification.md)
+    category: Category | None = None
     subcategory: Slug | None = None
     title: Annotated[str, Field(min_length=1, max_length=200)]
     description: Annotated[str, Field(max_length=5000)] = ""
@@ -180,10 +181,12 @@ def list_tickets(
 
 @router.post("", response_model=TicketDetail, status_code=201)
 def file_ticket(body: TicketIn, request: Request, conn: Conn, clock: ClockDep, who: Filer, settings: Cfg) -> dict:
-    """File a complaint or repair request (a resident in the app; the service desk for a caller)."""
+    """File a complaint or repair request (a resident in the app; the service desk for a caller).
+    Without a category, the text is classified: sure enough, the ticket takes the labels and is routed;
+    unsure, it goes to the service desk to classify by hand."""
     new = complaints.NewTicket(
         type=body.type.value,
-        category=body.category.value,
+        category=body.category.value if body.category else None,
         subcategory=body.subcategory,
         title=body.title,
         description=body.description,
@@ -195,7 +198,15 @@ def file_ticket(body: TicketIn, request: Request, conn: Conn, clock: ClockDep, w
         site_id=body.site_id,
         location=body.location,
     )
-    ticket = complaints.open_ticket(conn, who, new, clock.now(), settings, numbers=request.app.state.numbers)
+    ticket = complaints.open_ticket(
+        conn,
+        who,
+        new,
+        clock.now(),
+        settings,
+        numbers=request.app.state.numbers,
+        classifier=request.app.state.classifier,
+    )
     return _detail(conn, who, ticket["number"])
 
 
