@@ -9,7 +9,6 @@
   const T = Tickets;
   const when = T.when;
   const $ = (id) => document.getElementById(id);
-  let renders = 0; // how many times the ticket was drawn: a slower, older answer must not redraw it
   let current = null; // the ticket shown, when the view is a ticket
 
   // ---- views
@@ -24,10 +23,8 @@
       else a.removeAttribute("aria-current");
     });
     if (view === "requests") loadRequests();
-    if (view === "ticket") {
-      $("ticket").replaceChildren(el("p", { class: "empty" }, "Loading…"));
-      loadTicket(current);
-    }
+    if (current !== shown.number()) shown.open(current);
+    else if (current) shown.refresh(); // a reload (reconnected): keep what is being typed
     if (view === "entries") loadEntries();
     if (view === "passes") loadPasses();
     if (scroll) window.scrollTo(0, 0);
@@ -46,24 +43,14 @@
     }
   }
 
-  async function loadTicket(number, { live = false } = {}) {
-    try {
-      const seen = renders;
-      const t = await api("GET", `/api/v1/tickets/${number}`);
-      // a live reload gives way to anything shown meanwhile, and to a form being filled in
-      if (live && (current !== number || renders !== seen || T.busy($("ticket")))) return;
-      renderTicket(t);
-    } catch (err) {
-      $("ticket").replaceChildren(el("p", { class: "notice error", role: "alert" }, err.message));
-    }
-  }
+
+  const shown = T.follower($("ticket"), renderTicket);
 
   function renderTicket(t) {
-    renders += 1;
     const node = $("ticket");
     const notice = el("div", { class: "notice", role: "alert", dataset: { testid: "ticket-notice" } });
     const step = (form, path, body) =>
-      T.submitting(form, notice, async () => renderTicket(await api("POST", `/api/v1/tickets/${t.number}/${path}`, body)));
+      T.submitting(form, notice, async () => shown.render(await api("POST", `/api/v1/tickets/${t.number}/${path}`, body)));
     const parts = [
       el(
         "div",
@@ -157,7 +144,7 @@
       if (!input.files.length) return;
       T.submitting(form, notice, async () => {
         for (const file of input.files) await T.upload(t.number, file);
-        await loadTicket(t.number);
+        await shown.refresh({ force: true });
       });
     });
     return form;
@@ -393,7 +380,7 @@
     {
       ticket: (event) => {
         if (!$("requests").closest("[data-view]").hidden) reloadRequests();
-        if (current && event.number === current && !T.busy($("ticket"))) loadTicket(current, { live: true });
+        if (current && event.number === current) shown.refresh();
       },
     },
     () => route(false),

@@ -11,7 +11,6 @@
   const listNode = document.getElementById("tickets");
   const listError = document.getElementById("list-error");
   const detailNode = document.getElementById("detail");
-  let renders = 0; // how many times the ticket was drawn: a slower, older answer must not redraw it
   let current = null; // the number of the ticket shown, or null for the list
 
   // ---- the list
@@ -28,17 +27,7 @@
   }
 
   // ---- one ticket
-  async function loadDetail(number, { live = false } = {}) {
-    try {
-      const seen = renders;
-      const t = await api("GET", `/api/v1/tickets/${number}`);
-      // a live reload gives way to anything shown meanwhile, and to a form being filled in
-      if (live && (current !== number || renders !== seen || T.busy(detailNode))) return;
-      renderDetail(t);
-    } catch (err) {
-      detailNode.replaceChildren(el("p", { class: "notice error", role: "alert" }, err.message));
-    }
-  }
+  const view = T.follower(detailNode, renderDetail);
 
   const OPEN = ["new", "triaged", "assigned", "in_progress", "on_hold", "reopened"];
   const CAUSE_CODES = [
@@ -56,12 +45,11 @@
   ];
 
   function renderDetail(t) {
-    renders += 1;
     const notice = el("div", { class: "notice", role: "alert", dataset: { testid: "detail-notice" } });
     // every step answers with the whole ticket: show it, and keep the list behind it current
     const step = (form, path, body) =>
       T.submitting(form, notice, async () => {
-        renderDetail(await api("POST", `/api/v1/tickets/${t.number}/${path}`, body));
+        view.render(await api("POST", `/api/v1/tickets/${t.number}/${path}`, body));
         loadList();
       });
 
@@ -201,7 +189,7 @@
       }
       T.submitting(form, notice, async () => {
         await T.upload(t.number, file, shared.checked ? "shared" : "internal");
-        await loadDetail(t.number);
+        await view.refresh({ force: true });
       });
     });
     return form;
@@ -293,10 +281,7 @@
     current = /^T-\d{8}-\d{4,}$/.test(hash) ? hash : null;
     document.getElementById("list-view").hidden = current !== null;
     document.getElementById("detail-view").hidden = current === null;
-    if (current) {
-      detailNode.replaceChildren(el("p", { class: "empty" }, "Loading…"));
-      loadDetail(current);
-    }
+    view.open(current);
     window.scrollTo(0, 0);
   }
 
@@ -309,13 +294,13 @@
   const reloadList = throttle(loadList, 1000);
   function reloadAll() {
     loadList();
-    if (current) loadDetail(current);
+    view.refresh();
   }
   Web.live(
     {
       ticket: (event) => {
         reloadList();
-        if (current && event.number === current && !T.busy(detailNode)) loadDetail(current, { live: true });
+        if (current && event.number === current) view.refresh();
       },
     },
     reloadAll,

@@ -154,5 +154,59 @@ const Tickets = (() => {
     );
   }
 
-  return { busy, when, words, statusWords, place, deadline, card, facts, photos, timeline, upload, say, submitting };
+  // One ticket shown in `node`, drawn by `draw(ticket)`, kept current without races: one request at
+  // a time, and a change announced while one is out asks once more when it returns, so the newest
+  // state is the one drawn. A refresh the live feed asks for gives way to a step's own answer drawn
+  // meanwhile (render) and to a form being filled in (busy); `force` (opening, after an upload) draws
+  // whatever comes.
+  function follower(node, draw) {
+    let number = null;
+    let renders = 0;
+    let running = false;
+    let again = false;
+    let forced = false;
+
+    function render(ticket) {
+      renders += 1;
+      draw(ticket);
+    }
+
+    async function refresh({ force = false } = {}) {
+      forced = forced || force;
+      if (running) {
+        again = true;
+        return;
+      }
+      running = true;
+      while (number !== null) {
+        again = false;
+        const target = number;
+        const seen = renders;
+        let ticket = null;
+        let failure = null;
+        try {
+          ticket = await api("GET", `/api/v1/tickets/${target}`);
+        } catch (err) {
+          failure = err;
+        }
+        if (again || target !== number) continue; // asked again meanwhile: the next answer is fresher
+        if (failure) node.replaceChildren(el("p", { class: "notice error", role: "alert" }, failure.message));
+        else if (forced || (renders === seen && !busy(node))) render(ticket);
+        break;
+      }
+      forced = false;
+      running = false;
+    }
+
+    function open(which) {
+      number = which;
+      if (which === null) return;
+      node.replaceChildren(el("p", { class: "empty" }, "Loading…"));
+      refresh({ force: true });
+    }
+
+    return { open, refresh, render, number: () => number };
+  }
+
+  return { busy, follower, when, words, statusWords, place, deadline, card, facts, photos, timeline, upload, say, submitting };
 })();
