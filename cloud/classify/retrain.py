@@ -70,15 +70,22 @@ def retrain(
     new = trained.stored.figures
     ref = store.active_ref(conn)
     running = None
+    unreadable = ""
     if ref is not None:
         summary = store.get_summary(conn, ref["id"])
         assert summary is not None
-        pipeline = service.load_pipeline(conn, ref["id"], ref["digest"])
-        n_training = summary["corpus_training"] + summary["overrides_used"]
-        running = model.evaluate(pipeline, split.training, split.held_out, n_training=n_training).as_dict()
+        try:
+            pipeline = service.load_pipeline(conn, ref["id"], ref["digest"])
+        except service.ModelUnreadable as exc:
+            unreadable = exc.reason
+        else:
+            n_training = summary["corpus_training"] + summary["overrides_used"]
+            running = model.evaluate(pipeline, split.training, split.held_out, n_training=n_training).as_dict()
     tolerance = settings.retrain_tolerance
     new_f1 = new["subcategory_macro_f1"]
-    if running is None:
+    if unreadable:
+        replaced, reason = True, f"replaced an unreadable model: {unreadable}"
+    elif running is None:
         replaced, reason = True, "no model was active"
     else:
         old_f1 = running["subcategory_macro_f1"]

@@ -9,6 +9,7 @@ per test stores it again without training it again.
 """
 
 import hashlib
+import logging
 import threading
 from collections import OrderedDict
 from dataclasses import asdict, dataclass
@@ -20,9 +21,12 @@ from sklearn.pipeline import Pipeline
 
 from cloud.classify import corpus, model, store
 from cloud.classify.model import DEFAULT_PARAMS, Params, Prediction
+from cloud.domain.errors import Refused
 
 if TYPE_CHECKING:
     from cloud.settings import CloudSettings
+
+log = logging.getLogger(__name__)
 
 #: the longest text the classifier takes (a ticket's title and description fit)
 MAX_TEXT_CHARS = 5200
@@ -111,6 +115,17 @@ def _cached(digest: str) -> Pipeline | None:
         return pipeline
 
 
+class ModelUnreadable(Refused):
+    """The stored model cannot be unpickled (e.g. written by another scikit-learn version)."""
+
+    def __init__(self, model_id: int, exc: Exception) -> None:
+        super().__init__(
+            503,
+            f"the classifier's model {model_id} cannot be loaded ({type(exc).__name__}: {exc}); "
+            "file with a category, or retrain: community classifier retrain --force",
+        )
+
+
 def load_pipeline(conn: psycopg.Connection, model_id: int, digest: str) -> Pipeline:
     """A stored model's pipeline: from this process' memory by digest, else unpickled from the database once."""
     pipeline = _cached(digest)
@@ -118,7 +133,11 @@ def load_pipeline(conn: psycopg.Connection, model_id: int, digest: str) -> Pipel
         blob = store.get_blob(conn, model_id)
         if blob is None:
             raise LookupError(f"classifier model {model_id} is not stored")
-        pipeline = model.from_bytes(blob)
+        try:
+            pipeline = model.from_bytes(blob)
+        except Exception as exc:  # an unpickling error can be of any type
+            log.error("classifier model %s cannot be loaded: %r", model_id, exc)
+            raise ModelUnreadable(model_id, exc) from exc
         remember(digest, pipeline)
     return pipeline
 

@@ -1,6 +1,10 @@
 """Tickets filed without a category: classified from their text, routed or sent to the desk; the desk's
 labels recorded as overrides; retraining from them through the API; who may do what."""
 
+import hashlib
+
+from cloud.classify import corpus, model, store
+from cloud.storage.db import connect
 from tests.workflow.conftest import World
 
 T = "/api/v1/tickets"
@@ -133,9 +137,7 @@ def test_a_worse_model_is_kept_out_unless_forced(world: World) -> None:
     admin = world.as_("admin")
     ticket = file_and_label(world, "hello?", "service", "efficiency")
     running = admin.ok("get", C)["model"]["id"]
-    # a desk that labelled every lift, pipe and wiring text of the corpus' training part as pets
-    from cloud.classify import corpus
-
+    # a desk that labelled every lift and pipe text of the corpus' training part as pets
     wrong = [e.text for e in corpus.split(corpus.load()).training if e.subcategory in ("elevator", "plumbing")]
     for text in wrong:
         world.sql(
@@ -195,3 +197,35 @@ def test_a_bad_suggest_request_says_why(world: World) -> None:
         assert resp.status_code == 422 and reason in resp.json()["error"], (body, resp.text)
     resp = world.as_("resident").post(T, json={"subcategory": "elevator", "title": "stuck"})
     assert resp.status_code == 422 and "category" in resp.json()["error"]
+
+
+def store_and_activate(world: World, texts: list[str], labels: list[str], *, blob: bytes | None = None) -> int:
+    """What another process does when it activates a model: rows only, nothing in this process' memory."""
+    data = blob if blob is not None else model.to_bytes(model.fit(texts, labels))
+    new = store.NewModel(data, hashlib.sha256(data).hexdigest(), {}, {}, "elsewhere", len(texts), 0, 0)
+    with connect(world.database_url) as conn:
+        model_id = store.insert_model(conn, new, created_by="elsewhere", user_id=None, now=world.clock.now())
+        store.activate(conn, model_id, world.clock.now())
+    return model_id
+
+
+def test_a_model_another_process_activated_is_used_at_the_next_classification(world: World) -> None:
+    desk = world.as_("desk")
+    first = desk.ok("post", f"{C}/suggest", {"text": "the lift is stuck"})
+    assert first["subcategory"] == "elevator"
+    # a deliberately odd model, so that its answers cannot be the corpus model's
+    texts = ["the lift is stuck", "a dog barks", "rats in the bins"]
+    other = store_and_activate(world, texts, ["pets", "noise", "pests"])
+    second = desk.ok("post", f"{C}/suggest", {"text": "the lift is stuck"})
+    assert second["model_id"] == other != first["model_id"] and second["subcategory"] == "pets"
+    assert len(world.sql("SELECT id FROM classifier_models WHERE active")) == 1
+
+
+def test_an_unreadable_model_is_refused_with_the_way_out_and_retraining_replaces_it(world: World) -> None:
+    broken = store_and_activate(world, [], [], blob=b"not a pickle")
+    resp = world.as_("desk").post(f"{C}/suggest", json={"text": "the lift is stuck"})
+    assert resp.status_code == 503 and f"model {broken} cannot be loaded" in resp.json()["error"]
+    assert "retrain" in resp.json()["error"]
+    report = world.as_("admin").ok("post", f"{C}/retrain", {})
+    assert report["replaced"] and report["running"] is None and "unreadable" in report["reason"]
+    assert world.as_("desk").ok("post", f"{C}/suggest", {"text": "the lift is stuck"})["model_id"] == report["model_id"]
