@@ -32,16 +32,17 @@
   window.addEventListener("hashchange", route);
 
   // ---- my requests
-  async function loadRequests() {
+  const loadRequests = T.latestOnly(async (isLatest) => {
     try {
       const tickets = await api("GET", "/api/v1/tickets?limit=100");
+      if (!isLatest()) return;
       $("requests").replaceChildren(...tickets.map((t) => T.card(t, "#ticket/" + t.number)));
       $("no-requests").hidden = tickets.length > 0;
       T.say($("requests-error"), "");
     } catch (err) {
-      T.say($("requests-error"), "Could not load your requests: " + err.message);
+      if (isLatest()) T.say($("requests-error"), "Could not load your requests: " + err.message);
     }
-  }
+  });
 
 
   const shown = T.follower($("ticket"), renderTicket);
@@ -293,16 +294,17 @@
     passForm.elements.valid_until.value = localValue(new Date(now.getTime() + 24 * 3600 * 1000));
   }
 
-  async function loadPasses() {
+  const loadPasses = T.latestOnly(async (isLatest) => {
     if (!passForm.elements.valid_from.value) passDefaults();
     try {
       const passes = await api("GET", "/api/v1/passes");
+      if (!isLatest()) return;
       $("passes").replaceChildren(...passes.map(passCard));
       $("no-passes").hidden = passes.length > 0;
     } catch (err) {
-      T.say($("pass-notice"), "Could not load your passes: " + err.message);
+      if (isLatest()) T.say($("pass-notice"), "Could not load your passes: " + err.message);
     }
-  }
+  });
 
   function passCard(p) {
     const ended = p.revoked_at || new Date(p.valid_until) < new Date() || p.uses_left === 0;

@@ -14,17 +14,18 @@
   let current = null; // the number of the ticket shown, or null for the list
 
   // ---- the list
-  async function loadList() {
+  const loadList = T.latestOnly(async (isLatest) => {
     try {
       const tickets = await api("GET", "/api/v1/tickets?assignee=me&open=true&order=urgency&limit=200");
+      if (!isLatest()) return;
       listNode.replaceChildren(...tickets.map((t) => T.card(t, "#" + t.number)));
       document.getElementById("ticket-count").textContent = String(tickets.length);
       document.getElementById("no-tickets").hidden = tickets.length > 0;
       T.say(listError, "");
     } catch (err) {
-      T.say(listError, "Could not load the tickets: " + err.message);
+      if (isLatest()) T.say(listError, "Could not load the tickets: " + err.message);
     }
-  }
+  });
 
   // ---- one ticket
   const view = T.follower(detailNode, renderDetail);

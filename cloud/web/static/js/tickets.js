@@ -208,5 +208,15 @@ const Tickets = (() => {
     return { open, refresh, render, number: () => number };
   }
 
-  return { busy, follower, when, words, statusWords, place, deadline, card, facts, photos, timeline, upload, say, submitting };
+  // wraps an async loader so that only the answer to the latest call is drawn: `load(isLatest)`
+  // checks isLatest() after its await (an older, slower answer would show an older list)
+  function latestOnly(load) {
+    let calls = 0;
+    return () => {
+      const mine = ++calls;
+      return load(() => mine === calls);
+    };
+  }
+
+  return { busy, follower, latestOnly, when, words, statusWords, place, deadline, card, facts, photos, timeline, upload, say, submitting };
 })();
