@@ -35,14 +35,23 @@
 
   function queryOf(filters, extra = {}) {
     const q = new URLSearchParams();
-    for (const [key, value] of Object.entries({ ...filters, ...extra })) if (value !== undefined && value !== "") q.set(key, value);
+    for (const [key, value] of Object.entries({ ...filters, ...extra })) {
+      if (value !== undefined && value !== "") q.set(key, value);
+    }
     return q.toString();
   }
+
+  // the forecast has no range: it looks ahead from today; its type "all" is the page's empty type
+  const forecastQueryOf = (filters) =>
+    queryOf({ site: filters.site, building_id: filters.building_id, type: filters.type || "all" });
 
   async function fillSites(filters) {
     const sites = await api("GET", "/api/v1/sites");
     const select = form.elements.site;
-    select.replaceChildren(el("option", { value: "" }, "All my sites"), ...sites.map((s) => el("option", { value: s.id }, s.name)));
+    select.replaceChildren(
+      el("option", { value: "" }, "All my sites"),
+      ...sites.map((s) => el("option", { value: s.id }, s.name)),
+    );
     select.value = filters.site || "";
     await fillBuildings(filters);
   }
@@ -55,7 +64,8 @@
       el("option", { value: "" }, "All buildings"),
       ...buildings.map((b) => el("option", { value: b.id }, site ? b.name : `${b.name} (${b.site_id})`)),
     );
-    select.value = filters.building_id && buildings.some((b) => String(b.id) === filters.building_id) ? filters.building_id : "";
+    const known = buildings.some((b) => String(b.id) === filters.building_id);
+    select.value = known ? filters.building_id : "";
   }
 
   form.elements.site.addEventListener("change", () => fillBuildings({}));
@@ -70,31 +80,61 @@
   window.addEventListener("popstate", () => start());
 
   // ---- the figures
-  function kpiTile(label, main, details) {
-    return el("div", { class: "kpi" }, el("div", { class: "label" }, label), el("div", { class: "value" }, main), details ? el("div", { class: "detail" }, details) : null);
-  }
   // one number: its formatted text, and the API's value in data-value
   const num = (row, column, format) =>
-    el("span", { class: "num", dataset: { kpi: column, value: row[column] === null ? "" : String(row[column]) } }, format(row[column]));
+    el(
+      "span",
+      { class: "num", dataset: { kpi: column, value: row[column] === null ? "" : String(row[column]) } },
+      format(row[column]),
+    );
+
+  // each tile: its label, its main figure and the line under it; [column, format] is a figure
+  const TILES = [
+    ["Tickets received", ["tickets", count], [["cancelled", count], " cancelled · ", ["redirected", count], " redirected"]],
+    ["Resolved", ["resolution_rate", pct], [["resolved", count], " resolved"]],
+    [
+      "First answer, mean",
+      ["response_mean_s", duration],
+      ["median ", ["response_p50_s", duration], " · 90 % within ", ["response_p90_s", duration]],
+    ],
+    [
+      "Handling, mean",
+      ["handling_mean_s", duration],
+      ["median ", ["handling_p50_s", duration], " · 90 % within ", ["handling_p90_s", duration]],
+    ],
+    ["Answered in time (SLA)", ["sla_response_rate", pct], [["sla_response_met", count], " of ", ["sla_response_due", count]]],
+    [
+      "Resolved in time (SLA)",
+      ["sla_resolution_rate", pct],
+      [["sla_resolution_met", count], " of ", ["sla_resolution_due", count]],
+    ],
+    ["Satisfaction", ["satisfaction_mean", score], [["rated", count], " ratings"]],
+    ["Re-complaints", ["recomplaint_rate", pct], [["recomplaints", count], " about a recent fix"]],
+    ["Reopened", ["reopen_rate", pct], [["reopened", count], " fixes rejected"]],
+  ];
 
   function renderKpis(row) {
+    const part = (p) => (Array.isArray(p) ? num(row, p[0], p[1]) : p);
     $("kpis").replaceChildren(
-      kpiTile("Tickets received", num(row, "tickets", count), [num(row, "cancelled", count), " cancelled · ", num(row, "redirected", count), " redirected"]),
-      kpiTile("Resolved", num(row, "resolution_rate", pct), [num(row, "resolved", count), " resolved"]),
-      kpiTile("First answer, mean", num(row, "response_mean_s", duration), ["median ", num(row, "response_p50_s", duration), " · 90 % within ", num(row, "response_p90_s", duration)]),
-      kpiTile("Handling, mean", num(row, "handling_mean_s", duration), ["median ", num(row, "handling_p50_s", duration), " · 90 % within ", num(row, "handling_p90_s", duration)]),
-      kpiTile("Answered in time (SLA)", num(row, "sla_response_rate", pct), [num(row, "sla_response_met", count), " of ", num(row, "sla_response_due", count)]),
-      kpiTile("Resolved in time (SLA)", num(row, "sla_resolution_rate", pct), [num(row, "sla_resolution_met", count), " of ", num(row, "sla_resolution_due", count)]),
-      kpiTile("Satisfaction", num(row, "satisfaction_mean", score), [num(row, "rated", count), " ratings"]),
-      kpiTile("Re-complaints", num(row, "recomplaint_rate", pct), [num(row, "recomplaints", count), " came back within the window"]),
-      kpiTile("Reopened", num(row, "reopen_rate", pct), [num(row, "reopened", count), " fixes rejected"]),
+      ...TILES.map(([label, main, details]) =>
+        el(
+          "div",
+          { class: "kpi" },
+          el("div", { class: "label" }, label),
+          el("div", { class: "value" }, part(main)),
+          el("div", { class: "detail" }, details.map(part)),
+        ),
+      ),
     );
   }
 
   // charts are drawn at their box's width in pixels, so their text keeps its size
   const widthOf = (id) => Math.max(280, Math.round($(id).clientWidth || 600));
   const groupBars = (id, rows) =>
-    Charts.bars(rows.map((r) => ({ label: words(r.group), value: r.tickets, data: { group: r.group } })), { format: count, width: widthOf(id) });
+    Charts.bars(
+      rows.map((r) => ({ label: words(r.group), value: r.tickets, data: { group: r.group } })),
+      { format: count, width: widthOf(id) },
+    );
 
   function renderRatings(row) {
     $("ratings-chart").replaceChildren(
@@ -131,19 +171,29 @@
     } else {
       $("forecast-note").textContent = "No forecast: the forecast could not be computed for these filters.";
     }
-    $("trend-chart").replaceChildren(Charts.lines(series, { integer: true, format: (v) => String(v), width: widthOf("trend-chart") }));
+    $("trend-chart").replaceChildren(
+      Charts.lines(series, { integer: true, format: (v) => String(v), width: widthOf("trend-chart") }),
+    );
   }
 
   function renderSla(weeks) {
     const points = (column) =>
-      weeks.rows.filter((r) => r[column] !== null).map((r) => ({ date: r.group, value: r[column], text: pct(r[column]), data: { column } }));
+      weeks.rows
+        .filter((r) => r[column] !== null)
+        .map((r) => ({ date: r.group, value: r[column], text: pct(r[column]), data: { column } }));
+    const line = (column, className, dotClass) => ({ name: column, className, dotClass, points: points(column) });
     $("sla-chart").replaceChildren(
       Charts.lines(
         [
-          { name: "sla_response_rate", className: "history", dotClass: "history-dot", points: points("sla_response_rate") },
-          { name: "sla_resolution_rate", className: "forecast", dotClass: "forecast-dot", points: points("sla_resolution_rate") },
+          line("sla_response_rate", "history", "history-dot"),
+          line("sla_resolution_rate", "forecast", "forecast-dot"),
         ],
-        { yMax: 1, format: (v) => `${Math.round(v * 100)} %`, emptyText: "No deadline fell due in this range.", width: widthOf("sla-chart") },
+        {
+          yMax: 1,
+          format: (v) => `${Math.round(v * 100)} %`,
+          emptyText: "No deadline fell due in this range.",
+          width: widthOf("sla-chart"),
+        },
       ),
     );
   }
@@ -169,7 +219,7 @@
 
   function renderDownloads(filters) {
     const base = queryOf(filters);
-    const forecastQuery = queryOf({ site: filters.site, building_id: filters.building_id, type: filters.type || "all" });
+    const forecastQuery = forecastQueryOf(filters);
     const views = [
       ["Key figures", `/api/v1/analytics/kpis?${base}`],
       ["By category", `/api/v1/analytics/kpis?${queryOf(filters, { group_by: "category" })}`],
@@ -181,9 +231,12 @@
       ["Alarm to fix", `/api/v1/analytics/alarm-fix?${base}`],
       ["Forecast", `/api/v1/analytics/forecast?${forecastQuery}`],
     ];
-    const link = (url, format, text) => el("a", { href: `${url}${url.endsWith("?") ? "" : "&"}format=${format}`, download: "", dataset: { format } }, text);
+    const link = (url, format, text) =>
+      el("a", { href: `${url}${url.endsWith("?") ? "" : "&"}format=${format}`, download: "", dataset: { format } }, text);
     $("downloads").replaceChildren(
-      ...views.map(([name, url]) => el("span", { dataset: { view: name } }, `${name}: `, link(url, "csv", "CSV"), " · ", link(url, "xlsx", "Excel"))),
+      ...views.map(([name, url]) =>
+        el("span", { dataset: { view: name } }, `${name}: `, link(url, "csv", "CSV"), " · ", link(url, "xlsx", "Excel")),
+      ),
     );
   }
 
@@ -199,7 +252,7 @@
     content.setAttribute("aria-busy", "true");
     $("error").textContent = "";
     const q = (extra) => queryOf(filters, extra);
-    const forecastQuery = queryOf({ site: filters.site, building_id: filters.building_id, type: filters.type || "all" });
+    const forecastQuery = forecastQueryOf(filters);
     const [overall, byCategory, byChannel, byWeek, top, forecast] = await Promise.allSettled([
       api("GET", `/api/v1/analytics/kpis?${q()}`),
       api("GET", `/api/v1/analytics/kpis?${q({ group_by: "category" })}`),
@@ -225,10 +278,13 @@
       range.textContent = `${meta.from} to ${meta.to} (days in ${meta.time_zone}) · sites: ${meta.sites.join(", ") || dash}`;
       renderKpis(overall.value.rows[0]);
       renderRatings(overall.value.rows[0]);
-      if (byCategory.status === "fulfilled") $("category-chart").replaceChildren(groupBars("category-chart", byCategory.value.rows));
-      else chartError("category-chart", byCategory.reason);
-      if (byChannel.status === "fulfilled") $("channel-chart").replaceChildren(groupBars("channel-chart", byChannel.value.rows));
-      else chartError("channel-chart", byChannel.reason);
+      for (const [id, answer] of [
+        ["category-chart", byCategory],
+        ["channel-chart", byChannel],
+      ]) {
+        if (answer.status === "fulfilled") $(id).replaceChildren(groupBars(id, answer.value.rows));
+        else chartError(id, answer.reason);
+      }
       if (byWeek.status === "fulfilled") {
         renderTrend(byWeek.value, forecast.status === "fulfilled" ? forecast.value : null);
         renderSla(byWeek.value);

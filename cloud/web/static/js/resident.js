@@ -201,7 +201,11 @@
       const use = el("button", { type: "button", dataset: { testid: "use-suggestion" }, onclick: useSuggestion }, "Use this");
       suggestion.replaceChildren(
         guess.above_threshold ? "Looks like " : "Perhaps ",
-        el("strong", { dataset: { category: guess.category, subcategory: guess.subcategory } }, `${T.words(guess.category)} › ${T.words(guess.subcategory)}`),
+        el(
+          "strong",
+          { dataset: { category: guess.category, subcategory: guess.subcategory } },
+          `${T.words(guess.category)} › ${T.words(guess.subcategory)}`,
+        ),
         guess.department_name ? ` — ${guess.department_name} would handle it. ` : ". ",
         use,
       );

@@ -149,9 +149,11 @@ const Tickets = (() => {
   // A live update then leaves the ticket as it is (the next step shows the fresh one anyway).
   function busy(node) {
     if (node.contains(document.activeElement) && document.activeElement !== document.body) return true;
-    return [...node.querySelectorAll("input, textarea, select")].some((f) =>
-      f.type === "file" ? f.files.length > 0 : f.type === "checkbox" || f.type === "radio" ? f.checked !== f.defaultChecked : f.value !== f.defaultValue && f.tagName !== "SELECT",
-    );
+    return [...node.querySelectorAll("input, textarea")].some((f) => {
+      if (f.type === "file") return f.files.length > 0;
+      if (f.type === "checkbox" || f.type === "radio") return f.checked !== f.defaultChecked;
+      return f.value !== f.defaultValue;
+    });
   }
 
   // One ticket shown in `node`, drawn by `draw(ticket)`, kept current without races: one request at
@@ -218,5 +220,21 @@ const Tickets = (() => {
     };
   }
 
-  return { busy, follower, latestOnly, when, words, statusWords, place, deadline, card, facts, photos, timeline, upload, say, submitting };
+  return {
+    busy,
+    follower,
+    latestOnly,
+    when,
+    words,
+    statusWords,
+    place,
+    deadline,
+    card,
+    facts,
+    photos,
+    timeline,
+    upload,
+    say,
+    submitting,
+  };
 })();
