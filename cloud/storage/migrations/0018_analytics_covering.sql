@@ -1,10 +1,11 @@
 -- Analytics (cloud/analytics) read a site's tickets created in a range, but only a few short columns
--- of each: with 0017's (site_id, created_at) alone, every ticket in range is still fetched from the
--- table, whose rows are wide (titles, descriptions, notes: about 700 bytes each), so a year of
--- 110,000 tickets is 90 MB of table pages — more than PostgreSQL's default shared_buffers holds.
--- This index carries the columns the views read (INCLUDE), so the planner answers them with an
--- index-only scan of about a fifth of that. bench/analytics.py, 200,000 tickets, a year for all
--- three sites: 300 ms of CPU per /kpis request before, 150 ms after (docs/benchmarks.md).
+-- of each. With 0017's (site_id, created_at) alone, every ticket in range is still fetched from the
+-- table, whose rows are wide (titles, descriptions, notes: about 470 bytes each); for a year of three
+-- estates (110,000 of 200,000 tickets) the planner reads the whole table instead (94 MB, more than
+-- the default shared_buffers keeps beside everything else). This index carries the columns the views
+-- read (INCLUDE), so they are answered by an index-only scan: 23 MB for that year, no table page.
+-- bench/analytics.py, 200,000 tickets, a year: CPU per request of /kpis for all three estates 250 ms
+-- before, 150 ms after; /causes 150 ms before, 60 ms after (docs/benchmarks.md). 41 MB of index.
 --
 -- It replaces 0017's index (same key). Keep the INCLUDE list in step with the columns that
 -- cloud/analytics/{selection,kpis,causes,top,alarm_fix,forecast_report}.py read from tickets: a
