@@ -113,7 +113,9 @@ def camera(source: Path | str, **kw: Any) -> CameraConfig:
 
 
 # reconnect_delay long: a file that ends stays offline, so "offline raised" says "the file was played".
-ONCE = CameraTuning(reconnect_delay=3600)
+# a confirmation window far longer than any detection on a busy machine: the counts below must not
+# depend on how long dlib takes (a 2 s window let a slow first detection expire its own match)
+ONCE = CameraTuning(reconnect_delay=3600, confirm_window=60.0)
 
 
 @sync
@@ -136,29 +138,35 @@ async def test_the_shared_clip_as_a_stream_finds_faces_and_matches_none(faces_di
     assert cv2.imdecode(np.frombuffer(jpeg, np.uint8), cv2.IMREAD_COLOR).shape == (360, 640, 3)
 
 
+def test_a_still_scene_is_detected_once_plus_once_to_confirm(faces_dir: Path, matcher: FaceMatcher) -> None:
+    """Motion gating, frame by frame with their times given (no clock, no pace): of ten due frames of
+    a still scene, the first is detected, the second looks again to confirm the match, and the other
+    eight are skipped; with motion threshold 0 every due frame is detected."""
+    frames = noisy(scene(faces_dir / "probes" / "obama3.jpg"), 10)
+    for threshold, detections, skipped in ((None, 2, 8), (0, 10, 0)):
+        extra = {} if threshold is None else {"motion_threshold": threshold}
+        sink = Recorder()
+        worker = CameraWorker(camera("unused.avi", detect_fps=5, **extra), lambda: matcher, sink, tuning=ONCE)
+        calls = [c for i, image in enumerate(frames) for c in worker._analyse(image, i + 1, i * 0.2, True, matcher)]
+        assert (worker.stats.detections, worker.stats.motion_skipped) == (detections, skipped), worker.stats
+        seen = [c for c in calls if c[0] == "face_seen"]
+        assert seen and {c[3] for c in seen} == {PEOPLE.index("obama")}, calls
+
+
 @sync
-async def test_an_enrolled_face_is_recognised_and_a_still_picture_is_not_detected_again(
+async def test_an_enrolled_face_is_recognised_from_a_played_video(
     faces_dir: Path, matcher: FaceMatcher, tmp_path: Path
 ) -> None:
-    """Motion gating: a still scene runs through detection once, plus once more to confirm the match
-    (a match is reported when two detections in a row agree); with threshold 0, at every due frame."""
+    """The same still scene as a video file played at its own pace: detected once plus once to
+    confirm, the person reported once, matched. (How many frames are analysed, and so how many are
+    skipped, depends on how fast this machine detects: the skip counts are the test above's.)"""
     video = write_video(tmp_path / "still.avi", noisy(scene(faces_dir / "probes" / "obama3.jpg"), 30))
     gated = Recorder()
     worker = CameraWorker(camera(video, offline_after=0.5, detect_fps=5), lambda: matcher, gated, tuning=ONCE)
     await run_until(worker, lambda: gated.alarm(OFFLINE, "raise"))
-    assert worker.stats.detections == 2 and worker.stats.motion_skipped >= 2, worker.stats
-    assert worker.stats.unconfirmed == 1
+    assert worker.stats.detections == 2, worker.stats
     assert [(pid, d is not None and d <= 0.6) for _, _, pid, d, _ in gated.faces] == [(PEOPLE.index("obama"), True)]
     assert worker.latest_jpeg() is not None
-
-    always = Recorder()
-    worker = CameraWorker(
-        camera(video, offline_after=0.5, detect_fps=5, motion_threshold=0), lambda: None, always, tuning=ONCE
-    )
-    await run_until(worker, lambda: always.alarm(OFFLINE, "raise"))
-    assert worker.stats.detections >= 3 and worker.stats.motion_skipped == 0, worker.stats
-    assert len(always.faces) == worker.stats.detections
-    assert {(pid, d) for _, _, pid, d, _ in always.faces} == {(None, None)}  # no whitelist: unknown, no distance
 
 
 @sync
@@ -370,8 +378,11 @@ async def test_tamper_is_raised_when_the_view_is_spoiled_and_cleared_when_it_rec
 
 @sync
 async def test_a_healthy_still_view_raises_no_tamper(faces_dir: Path, tmp_path: Path) -> None:
-    """The check that the tamper tests are not passing on an alarm raised for any picture."""
-    video = write_video(tmp_path / "calm.avi", noisy(scene(faces_dir / "enroll" / "kit_harington" / "john1.jpeg"), 30))
+    """The check that the tamper tests are not passing on an alarm raised for any picture. (Eight
+    seconds of video: the first frame's face detection may take seconds on a busy machine, and
+    enough frames must be left after it for the tamper check to have looked.)"""
+    frames = noisy(scene(faces_dir / "enroll" / "kit_harington" / "john1.jpeg"), 80)
+    video = write_video(tmp_path / "calm.avi", frames)
     sink = Recorder()
     worker = CameraWorker(
         camera(video, offline_after=0.5, motion_threshold=1.0),
