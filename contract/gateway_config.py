@@ -117,29 +117,34 @@ class DoorConfig(Strict):
     location: Location = Location()
 
 
-class ReaderConfig(Strict):
-    """Where card numbers, PINs and QR codes come from.
+class ReaderInput(Strict):
+    """Where a reader's input comes from, for door readers and patrol checkpoint readers alike.
 
-    `mqtt`: a reader that publishes swipes on the gateway's local broker (`topic`, JSON
-    `{"card": "..."}` or `{"pin": "..."}`, or the bare number); `serial`: a reader on a serial line
-    that sends the number and a line end (`path`, `baudrate`); `keyboard`: a keyboard-wedge reader
-    that types the number and Enter into an input device or a pipe (`path`).
+    `mqtt`: a reader that publishes each read on the gateway's local broker (`topic`); `serial`: a
+    reader on a serial line that sends what it read and a line end (`path`, `baudrate`);
+    `keyboard`: a keyboard-wedge reader that types it and Enter into an input device or a pipe (`path`).
     """
 
     name: DeviceName
-    door: DeviceName
     kind: Literal["mqtt", "serial", "keyboard"]
     topic: Annotated[str, Field(min_length=1, max_length=200)] | None = None
     path: Annotated[str, Field(min_length=1, max_length=253)] | None = None
     baudrate: Literal[1200, 2400, 4800, 9600, 19200, 38400, 57600, 115200] = 9600
 
     @model_validator(mode="after")
-    def _where(self) -> "ReaderConfig":
+    def _where(self) -> "ReaderInput":
         if self.kind == "mqtt" and self.topic is None:
             raise ValueError("an 'mqtt' reader needs 'topic'")
         if self.kind in ("serial", "keyboard") and self.path is None:
             raise ValueError(f"a '{self.kind}' reader needs 'path'")
         return self
+
+
+class ReaderConfig(ReaderInput):
+    """A door's reader of card numbers, PINs and QR codes (`mqtt`: JSON `{"card": "..."}` or
+    `{"pin": "..."}`, or the bare number; `serial`, `keyboard`: the number and a line end)."""
+
+    door: DeviceName
 
 
 class CameraConfig(Strict):
@@ -180,6 +185,27 @@ class AccessConfig(Strict):
         return self
 
 
+class CheckpointReaderConfig(ReaderInput):
+    """A patrol checkpoint reader (NFC or QR): every tag it reads is a `patrol_scan` event naming it.
+
+    `mqtt`: JSON `{"tag": "04A1B2C3D4"}` or `{"tag": "...", "card": "..."}` (the guard's card, when
+    the reader asks for one), or the bare tag; `serial`, `keyboard`: the same as a line.
+    """
+
+
+class PatrolConfig(Strict):
+    readers: list[CheckpointReaderConfig] = Field(default_factory=list)
+
+    @model_validator(mode="after")
+    def _unique_readers(self) -> "PatrolConfig":
+        seen: set[str] = set()
+        for i, reader in enumerate(self.readers):
+            if reader.name in seen:
+                raise ValueError(f"readers[{i}].name: {reader.name!r} is used twice")
+            seen.add(reader.name)
+        return self
+
+
 class RemoteConfig(Strict):
     """What the cloud may change in a gateway's configuration (pushed as a ConfigMessage).
 
@@ -192,6 +218,7 @@ class RemoteConfig(Strict):
     devices: list[DeviceConfig] = Field(default_factory=list)
     profiles: dict[Slug, dict[str, Any]] = Field(default_factory=dict)
     access: AccessConfig | None = None
+    patrol: PatrolConfig | None = None
 
 
 class GatewayConfig(Strict):
@@ -205,6 +232,8 @@ class GatewayConfig(Strict):
     devices: list[DeviceConfig] = Field(default_factory=list)
     #: Doors, card readers and cameras (face and card entry); None: this gateway has no doors.
     access: AccessConfig | None = None
+    #: Patrol checkpoint readers; None: no checkpoint at this gateway.
+    patrol: PatrolConfig | None = None
 
     @model_validator(mode="after")
     def _unique_names(self) -> "GatewayConfig":
@@ -217,6 +246,9 @@ class GatewayConfig(Strict):
             if camera.name in seen:  # cameras are announced as devices too (alarms name them)
                 raise ValueError(f"access.cameras[{i}].name: {camera.name!r} is also a device name")
             seen.add(camera.name)
+        for i, reader in enumerate(self.patrol.readers if self.patrol else []):
+            if reader.name in seen:  # a scan's `device` is the reader: it must not pass for another device
+                raise ValueError(f"patrol.readers[{i}].name: {reader.name!r} is also a device or camera name")
         return self
 
 
@@ -338,6 +370,7 @@ def apply_remote_config(local: LoadedGatewayConfig, data: object, *, version: in
             telemetry=remote.telemetry,
             devices=remote.devices,
             access=remote.access if "access" in data else local.config.access,
+            patrol=remote.patrol if "patrol" in data else local.config.patrol,
         )
     except ValidationError as exc:
         raise ProfileError(f"{source}: {format_validation_errors(exc.errors(include_url=False))}") from None

@@ -42,6 +42,7 @@ from edge.drivers.mqtt_device.listener import MqttDeviceListener
 from edge.frames import send_frames
 from edge.logs import configure_logging
 from edge.outbox import DurableOutbox
+from edge.patrol import PatrolReaders
 from edge.remote_config import ConfigStore, RemoteConfigHandler
 from edge.rules import DeviceRules, Transition
 from edge.settings import EdgeSettings, parse_mqtt_url
@@ -212,6 +213,23 @@ class Agent:
         self.outbox.max_points = self.config.telemetry.max_points
         self.outbox.max_delay = self.config.telemetry.max_delay
         self._build_access()
+        self._build_patrol()
+
+    def _build_patrol(self) -> None:
+        """The patrol's checkpoint readers: each tag read is a `patrol_scan` event (edge/patrol.py)."""
+        self.patrol: PatrolReaders | None = None
+        readers = self.config.patrol.readers if self.config.patrol is not None else []
+        if not readers:
+            return
+        local = self.config.local_mqtt_url
+        endpoint = parse_mqtt_url(local) if local else self.settings.uplink_endpoint()
+        self.patrol = PatrolReaders(
+            readers,
+            emit=self.outbox.put,
+            clock=self.clock,
+            endpoint=endpoint,
+            client_id=f"{self.config.gateway.id}-patrol",
+        )
 
     def _build_access(self) -> None:
         """The door-access controller, its card readers and cameras, when the config has doors."""
@@ -297,8 +315,12 @@ class Agent:
             self._driver_tasks.append(asyncio.create_task(reader.run(), name=f"reader-{reader.reader.name}"))
         for worker in self.cameras:
             self._driver_tasks.append(asyncio.create_task(worker.run(), name="camera"))  # type: ignore[attr-defined]
+        if self.patrol is not None:
+            await self.patrol.start()
 
     async def _stop_drivers(self) -> None:
+        if self.patrol is not None:
+            await self.patrol.stop()
         if self.mqtt_readers is not None:
             await self.mqtt_readers.stop()
         if self.access is not None:

@@ -12,6 +12,9 @@ Three input paths that real readers use (docs/device-profiles.md, "Door readers"
 A line (serial, keyboard) may also be JSON as above, or `pin:4711` / `qr:token`. Input that is none
 of these is logged with the reader's name and ignored; nothing a reader sends can stop the agent.
 Serial and keyboard readers reopen their path after an error, with backoff.
+
+The patrol's checkpoint readers (edge/patrol.py) use the same two input paths with their own
+parser (`parse`): what they read is a patrol tag, not a credential.
 """
 
 import asyncio
@@ -23,11 +26,11 @@ import re
 import stat
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Literal
+from typing import Any, Literal
 
 import paho.mqtt.client as mqtt
 
-from contract.gateway_config import ReaderConfig
+from contract.gateway_config import ReaderInput
 from edge.mqtt_client import make_client
 from edge.settings import MqttEndpoint, where
 
@@ -94,28 +97,39 @@ def _checked(kind: Literal["card", "pin", "qr"], value: str) -> Credential:
     return Credential(kind, value)
 
 
-#: Called on the loop: (reader, credential).
-OnCredential = Callable[[ReaderConfig, Credential], None]
+#: Called on the loop: (reader, what `parse` made of its input: a Credential for door readers).
+OnCredential = Callable[[Any, Any], None]
+#: A reader's message or line as what its consumer wants, or BadInput (parse_input for door readers).
+Parse = Callable[[bytes | str], object]
 
 
-def _deliver(reader: ReaderConfig, data: bytes | str, on_credential: OnCredential) -> None:
+def _deliver(reader: ReaderInput, data: bytes | str, on_credential: OnCredential, parse: Parse) -> None:
     try:
-        credential = parse_input(data)
+        value = parse(data)
     except BadInput as exc:
         log.warning("reader %s: input ignored: %s", reader.name, exc)
         return
-    on_credential(reader, credential)
+    on_credential(reader, value)
 
 
 class MqttReaders:
-    """Every `mqtt` reader of the gateway, on one client of the local broker."""
+    """Every `mqtt` reader of the gateway (door or checkpoint readers), on one client of the local broker."""
 
     def __init__(
-        self, readers: list[ReaderConfig], endpoint: MqttEndpoint, client_id: str, on_credential: OnCredential
+        self,
+        readers: list[ReaderInput],
+        endpoint: MqttEndpoint,
+        client_id: str,
+        on_credential: OnCredential,
+        *,
+        parse: Parse = parse_input,
+        label: str = "card readers",
     ) -> None:
         self.endpoint = endpoint
         self.on_credential = on_credential
-        self._by_topic: dict[str, list[ReaderConfig]] = {}
+        self.parse = parse
+        self.label = label
+        self._by_topic: dict[str, list[ReaderInput]] = {}
         for reader in readers:
             assert reader.topic is not None
             self._by_topic.setdefault(reader.topic, []).append(reader)
@@ -141,9 +155,9 @@ class MqttReaders:
 
     def _on_connect(self, client: mqtt.Client, _u: object, _f: object, reason: object, _p: object) -> None:
         if getattr(reason, "is_failure", False):
-            log.warning("card readers: broker %s refused the connection: %s", where(self.endpoint), reason)
+            log.warning("%s: broker %s refused the connection: %s", self.label, where(self.endpoint), reason)
             return
-        log.info("card readers: listening on %s for %d topic(s)", where(self.endpoint), len(self._by_topic))
+        log.info("%s: listening on %s for %d topic(s)", self.label, where(self.endpoint), len(self._by_topic))
         client.subscribe([(t, 1) for t in self._by_topic])
 
     def _on_message(self, _c: mqtt.Client, _u: object, message: mqtt.MQTTMessage) -> None:
@@ -152,7 +166,7 @@ class MqttReaders:
 
     def _handle(self, topic: str, payload: bytes) -> None:
         for reader in self._by_topic.get(topic, []):
-            _deliver(reader, payload, self.on_credential)
+            _deliver(reader, payload, self.on_credential, self.parse)
 
 
 class LineReader:
@@ -163,11 +177,18 @@ class LineReader:
     """
 
     def __init__(
-        self, reader: ReaderConfig, on_credential: OnCredential, *, retry: float = 0.5, retry_cap: float = 30.0
+        self,
+        reader: ReaderInput,
+        on_credential: OnCredential,
+        *,
+        parse: Parse = parse_input,
+        retry: float = 0.5,
+        retry_cap: float = 30.0,
     ) -> None:
         assert reader.path is not None
         self.reader = reader
         self.on_credential = on_credential
+        self.parse = parse
         self.retry = retry
         self.retry_cap = retry_cap
         self.opened = asyncio.Event()
@@ -241,7 +262,7 @@ class LineReader:
             self._buffer = b""
         for line in lines:
             if line.strip():
-                _deliver(self.reader, line, self.on_credential)
+                _deliver(self.reader, line, self.on_credential, self.parse)
 
 
 async def stop_task(task: "asyncio.Task[None]") -> None:
