@@ -190,7 +190,10 @@ class CheckpointReaderConfig(ReaderInput):
 
     `mqtt`: JSON `{"tag": "04A1B2C3D4"}` or `{"tag": "...", "card": "..."}` (the guard's card, when
     the reader asks for one), or the bare tag; `serial`, `keyboard`: the same as a line.
+    Announced in the birth as a device (protocol `reader`), where the cloud keeps its scans.
     """
+
+    location: Location = Location()
 
 
 class PatrolConfig(Strict):
@@ -287,6 +290,17 @@ class LoadedGatewayConfig:
                     protocol="camera",
                     model="Camera",
                     location=camera.location,
+                    metrics=[],
+                )
+            )
+        for reader in self.config.patrol.readers if self.config.patrol else []:
+            infos.append(
+                DeviceInfo(
+                    name=reader.name,
+                    profile="checkpoint-reader",
+                    protocol="reader",
+                    model="Patrol checkpoint reader",
+                    location=reader.location,
                     metrics=[],
                 )
             )

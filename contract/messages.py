@@ -113,7 +113,8 @@ class CommandInfo(Strict):
 class DeviceInfo(Strict):
     name: DeviceName
     profile: Slug
-    protocol: Literal["modbus", "mqtt", "camera"]
+    #: "camera": a camera of the access config; "reader": a patrol checkpoint reader
+    protocol: Literal["modbus", "mqtt", "camera", "reader"]
     model: Text | None = None
     location: Location = Location()
     metrics: list[MetricInfo] = Field(default_factory=list)

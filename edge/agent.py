@@ -393,7 +393,9 @@ class Agent:
             site=self.config.site,
             gateway=GatewayInfo(id=gateway.id, name=gateway.name or gateway.id, version=edge_version()),
             devices=[
-                info for info in self.loaded.device_infos() if info.name in self.devices or info.protocol == "camera"
+                info
+                for info in self.loaded.device_infos()
+                if info.name in self.devices or info.protocol in ("camera", "reader")
             ],
             config_version=self.loaded.version,
         )

@@ -16,7 +16,7 @@ import yaml
 
 from community.broker import MosquittoProcess
 from contract.gateway_config import LoadedGatewayConfig, apply_remote_config, load_gateway_config
-from contract.messages import EventMessage, decode
+from contract.messages import BirthMessage, EventMessage, decode
 from contract.patrol import PATROL_SCAN_EVENT, PatrolScanData
 from contract.profiles import ProfileError
 from contract.topics import Kind, topic
@@ -132,6 +132,7 @@ def test_tags_from_every_input_path_become_patrol_scan_events(
     ]
     loaded = load_gateway_config(patrol_site(tmp_path, site, gateway, readers))
     mqtt_recorder.subscribe(topic(site, gateway, Kind.EVENT))
+    mqtt_recorder.subscribe(topic(site, gateway, Kind.BIRTH))
     settings = EdgeSettings(mqtt_url=mqtt_url, state_dir=tmp_path / "state", reconnect_max_delay=1)
     caplog.set_level(logging.INFO)
 
@@ -177,6 +178,9 @@ def test_tags_from_every_input_path_become_patrol_scan_events(
     assert "reader cp-desk: input ignored: tag: a tag is 1 to 200 printable characters" in caplog.text
     assert "reader cp-gate: input ignored: not valid JSON" in caplog.text
     assert len(scans_of(mqtt_recorder.of_kind("event"))) == 3  # nothing for the dropped input
+    birth = decode(Kind.BIRTH, mqtt_recorder.of_kind("birth")[0].payload)
+    assert isinstance(birth, BirthMessage)
+    assert [(d.name, d.protocol) for d in birth.devices] == [(r["name"], "reader") for r in readers]
 
 
 def test_a_scan_read_during_an_outage_survives_a_restart(tmp_path: Path, mqtt_url: str, unique_id: str) -> None:
@@ -268,6 +272,8 @@ def test_a_checkpoint_readers_tag_counts_on_the_round_through_the_real_ingest(
     assert when_scanned(c1) == at(2)
     (scan,) = world.sql("SELECT * FROM patrol_scans")
     assert (scan["gateway_id"], scan["device"], scan["outcome"]) == ("gw-patrol", "reader-c1", "on_time")
+    (device,) = world.sql("SELECT * FROM devices WHERE gateway_id = 'gw-patrol'")
+    assert (device["name"], device["protocol"], device["announced"]) == ("reader-c1", "reader", True)
 
 
 def when_scanned(checkpoint: dict[str, Any]) -> datetime:
