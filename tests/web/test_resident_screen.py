@@ -145,7 +145,8 @@ def test_a_resident_makes_a_visitor_pass_and_its_qr_code_decodes_to_the_kept_tok
         # shown once: closing the dialog forgets them, and the list shows the pass without them
         page.get_by_test_id("pass-done").click()
         expect(dialog).to_be_hidden()
-        assert page.get_by_test_id("pass-pin").inner_text() == ""
+        # the dialog's "close" event, which clears them, comes as a task after it is hidden: wait for it
+        expect(page.get_by_test_id("pass-pin")).to_have_text("")
         expect(page.locator("[data-testid=passes] > li")).to_have_count(1)
         expect(page.get_by_test_id("passes")).to_contain_text("Ma Lin")
         assert pin not in page.content() and token not in page.content()
