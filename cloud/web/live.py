@@ -221,7 +221,10 @@ async def stream(hub: LiveHub, sub: Subscriber, *, heartbeat_seconds: float, unt
                 if wait <= 0:
                     return
             try:
-                text = await asyncio.wait_for(sub.queue.get(), timeout=wait)
+                # asyncio.timeout, not wait_for, which on Python 3.11 can swallow a cancellation
+                # (the client gone) when an event arrives at the same moment
+                async with asyncio.timeout(wait):
+                    text = await sub.queue.get()
             except TimeoutError:
                 yield ": heartbeat\n\n"
                 continue

@@ -199,8 +199,11 @@ class CameraWorker:
         interval = 1.0 / self.camera.detect_fps
         try:
             while True:
+                # asyncio.timeout, not wait_for: on Python 3.11 wait_for can swallow the task's own
+                # cancellation when the wake comes at the same moment, and the camera never stops
                 with contextlib.suppress(TimeoutError):
-                    await asyncio.wait_for(wake.wait(), timeout=check)
+                    async with asyncio.timeout(check):
+                        await wake.wait()
                 wake.clear()
                 with self._latest.lock:
                     image, seq, at = self._latest.image, self._latest.seq, self._latest.at
