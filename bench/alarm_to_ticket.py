@@ -22,15 +22,13 @@ import random
 import sys
 import threading
 import time
-from datetime import UTC, datetime
 
 import harness
 import psycopg
 from harness import Stack, log
 
-from cloud.ingest.control import NOTIFY_CHANNEL
+from cloud.domain.changes import NOTIFY_CHANNEL
 from contract import messages, topics
-from contract.common import Severity, TicketKind
 
 
 class Listener(threading.Thread):
@@ -56,19 +54,6 @@ class Listener(threading.Thread):
         self._stop_event.set()
         self.join(5)
         self.conn.close()
-
-
-def alarm(device: harness.Device, rule: str) -> messages.AlarmMessage:
-    return messages.AlarmMessage(
-        ts=datetime.now(UTC),
-        device=device.name,
-        rule=rule,
-        action="raise",
-        severity=Severity.MAJOR,
-        ticket=TicketKind.REPAIR,
-        value=1,
-        message=f"{rule.replace('_', ' ')} on {device.name}",
-    )
 
 
 def measure_max_rate(
@@ -152,7 +137,7 @@ def main() -> int:
             # warm the control lane (first statements, caches) with alarms that are not timed
             for i in range(5):
                 gw, dev, _rule = pairs[i]
-                warm_alarm = alarm(dev, "bench_warmup")
+                warm_alarm = harness.alarm_message(dev, "bench_warmup")
                 publisher.publish(gw.topic(topics.Kind.ALARM), messages.encode(warm_alarm))
             publisher.idle(3)
 
@@ -170,7 +155,7 @@ def main() -> int:
                     due += args.interval * rng.uniform(0.5, 1.5)
                     while (now := time.monotonic()) < due:
                         publisher.pump(min(due - now, 0.01))
-                    msg = alarm(dev, rule)
+                    msg = harness.alarm_message(dev, rule)
                     payload = messages.encode(msg)
                     sent[str(msg.id)] = (time.monotonic(), time.time())
                     publisher.publish(gw.topic(topics.Kind.ALARM), payload)

@@ -42,7 +42,7 @@ from cloud.storage.migrate import upgrade
 from community.broker import MosquittoProcess
 from community.embedded_db import EmbeddedPostgres
 from contract import messages, topics
-from contract.common import Location, SiteInfo, Value
+from contract.common import Location, Severity, SiteInfo, TicketKind, Value
 from contract.ids import uuid7
 from contract.urls import parse_mqtt_url
 
@@ -312,6 +312,20 @@ def warmup_messages(fleet: Fleet, tag: int) -> list[Prepared]:
         batch = messages.TelemetryBatch(ts=now, readings=readings)
         result.append(Prepared(gw.topic(topics.Kind.TELEMETRY), messages.encode(batch), len(readings), batch, gw.id))
     return result
+
+
+def alarm_message(device: Device, rule: str) -> messages.AlarmMessage:
+    """A major repair alarm raised now on `device` (what the alarm benchmarks publish)."""
+    return messages.AlarmMessage(
+        ts=datetime.now(UTC),
+        device=device.name,
+        rule=rule,
+        action="raise",
+        severity=Severity.MAJOR,
+        ticket=TicketKind.REPAIR,
+        value=1,
+        message=f"{rule.replace('_', ' ')} on {device.name}",
+    )
 
 
 def time_range(prepared: Sequence[Prepared]) -> list[datetime]:

@@ -32,7 +32,6 @@ import threading
 import time
 import urllib.parse
 import urllib.request
-from datetime import UTC, datetime
 
 import harness
 import psutil
@@ -42,7 +41,6 @@ from harness import Stack, log
 from cloud.domain.changes import NOTIFY_CHANNEL
 from cloud.security.passwords import hash_password
 from contract import messages, topics
-from contract.common import Severity, TicketKind
 
 USER, PASSWORD = "bench-admin", "bench-admin-password"
 # the page's own probe: when each alarm row first appears in the list (wall-clock ms)
@@ -170,19 +168,6 @@ class SseClient:
             await asyncio.gather(self.task, return_exceptions=True)
 
 
-def alarm(device: harness.Device, rule: str) -> messages.AlarmMessage:
-    return messages.AlarmMessage(
-        ts=datetime.now(UTC),
-        device=device.name,
-        rule=rule,
-        action="raise",
-        severity=Severity.MAJOR,
-        ticket=TicketKind.REPAIR,
-        value=1,
-        message=f"{rule.replace('_', ' ')} on {device.name}",
-    )
-
-
 async def phase(
     *,
     clients: int,
@@ -231,7 +216,7 @@ async def phase(
         while (now := time.monotonic()) < due:
             publisher.pump(0)
             await asyncio.sleep(min(due - now, 0.005))
-        msg = alarm(dev, rule)
+        msg = harness.alarm_message(dev, rule)
         sent[str(msg.id)] = (time.monotonic(), time.time() * 1000)
         publisher.publish(gw.topic(topics.Kind.ALARM), messages.encode(msg))
         publisher.pump(0)
