@@ -15,45 +15,16 @@ line is the figures as name=value pairs. See docs/benchmarks.md.
 from __future__ import annotations
 
 import argparse
-import json
 import multiprocessing as mp
 import os
 import random
 import sys
-import threading
 import time
 
 import harness
-import psycopg
 from harness import Stack, log
 
-from cloud.domain.changes import NOTIFY_CHANNEL
 from contract import messages, topics
-
-
-class Listener(threading.Thread):
-    """LISTENs on the ingest's channel; keeps when each alarm_raised notification arrived."""
-
-    def __init__(self, database_url: str) -> None:
-        super().__init__(name="listener", daemon=True)
-        self.conn = psycopg.connect(database_url, autocommit=True)
-        self.conn.execute(f"LISTEN {NOTIFY_CHANNEL}")
-        #: message id -> (monotonic and wall time of arrival, alarm id, ticket number)
-        self.arrived: dict[str, tuple[float, float, int, str | None]] = {}
-        self._stop_event = threading.Event()
-
-    def run(self) -> None:
-        while not self._stop_event.is_set():
-            for note in self.conn.notifies(timeout=0.2):
-                at, wall = time.monotonic(), time.time()
-                data = json.loads(note.payload)
-                if data.get("kind") == "alarm_raised":
-                    self.arrived[data["message_id"]] = (at, wall, data["alarm_id"], data.get("ticket"))
-
-    def stop(self) -> None:
-        self._stop_event.set()
-        self.join(5)
-        self.conn.close()
 
 
 def measure_max_rate(
@@ -129,7 +100,7 @@ def main() -> int:
                 if time.monotonic() > deadline or not loader.is_alive():
                     raise RuntimeError("the telemetry publisher did not get ready")
                 publisher.idle(0.5)
-            listener = Listener(stack.database_url)
+            listener = harness.AlarmListener(stack.database_url)
             listener.start()
             stack.on_close(listener.stop)
             go.set()

@@ -37,6 +37,7 @@ from psycopg.conninfo import make_conninfo
 from psycopg.rows import dict_row
 
 from cloud.domain import registry
+from cloud.domain.changes import NOTIFY_CHANNEL
 from cloud.storage import telemetry
 from cloud.storage.migrate import upgrade
 from community.broker import MosquittoProcess
@@ -791,6 +792,31 @@ def run_through(
 
 
 # --- CPU accounting -------------------------------------------------------------------------
+
+
+class AlarmListener(threading.Thread):
+    """LISTENs on the changes channel; keeps when each alarm_raised notification arrived (its commit)."""
+
+    def __init__(self, database_url: str) -> None:
+        super().__init__(name="alarm-listener", daemon=True)
+        self.conn = psycopg.connect(database_url, autocommit=True)
+        self.conn.execute(f"LISTEN {NOTIFY_CHANNEL}")
+        #: message id -> (monotonic and wall time of arrival, alarm id, ticket number)
+        self.arrived: dict[str, tuple[float, float, int, str | None]] = {}
+        self._stop_event = threading.Event()
+
+    def run(self) -> None:
+        while not self._stop_event.is_set():
+            for note in self.conn.notifies(timeout=0.2):
+                at, wall = time.monotonic(), time.time()
+                data = json.loads(note.payload)
+                if data.get("kind") == "alarm_raised" and data.get("message_id"):
+                    self.arrived[data["message_id"]] = (at, wall, data["alarm_id"], data.get("ticket"))
+
+    def stop(self) -> None:
+        self._stop_event.set()
+        self.join(5)
+        self.conn.close()
 
 
 class CpuMeter:

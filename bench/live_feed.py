@@ -28,7 +28,6 @@ import random
 import shutil
 import socket
 import sys
-import threading
 import time
 import urllib.parse
 import urllib.request
@@ -38,7 +37,6 @@ import psutil
 import psycopg
 from harness import Stack, log
 
-from cloud.domain.changes import NOTIFY_CHANNEL
 from cloud.security.passwords import hash_password
 from contract import messages, topics
 
@@ -77,30 +75,6 @@ def login(base: str) -> str:
     form = urllib.parse.urlencode({"username": USER, "password": PASSWORD}).encode()
     with urllib.request.urlopen(base + "/api/v1/auth/token", data=form, timeout=30) as resp:
         return json.loads(resp.read())["access_token"]
-
-
-class CommitProbe(threading.Thread):
-    """A plain LISTEN in the benchmark: when each alarm_raised was committed (and notified), to split
-    the time into the ingest's part (publish -> commit) and the feed's (commit -> client)."""
-
-    def __init__(self, database_url: str) -> None:
-        super().__init__(name="commit-probe", daemon=True)
-        self.conn = psycopg.connect(database_url, autocommit=True)
-        self.conn.execute(f"LISTEN {NOTIFY_CHANNEL}")
-        self.arrived: dict[str, float] = {}
-        self._stop_event = threading.Event()
-
-    def run(self) -> None:
-        while not self._stop_event.is_set():
-            for note in self.conn.notifies(timeout=0.2):
-                data = json.loads(note.payload)
-                if data.get("kind") == "alarm_raised" and data.get("message_id"):
-                    self.arrived[data["message_id"]] = time.monotonic()
-
-    def stop(self) -> None:
-        self._stop_event.set()
-        self.join(5)
-        self.conn.close()
 
 
 class SseClient:
@@ -179,7 +153,7 @@ async def phase(
     browser: object,
     interval: float,
     rng: random.Random,
-    probe: CommitProbe,
+    probe: harness.AlarmListener,
     database_url: str,
     ingest_pid: int,
 ) -> dict[str, float]:
@@ -235,8 +209,8 @@ async def phase(
 
     sse_ms = [(t - sent[m][0]) * 1000 for m, times in arrived.items() if m in sent for t in times]
     page_ms = [in_page[str(alarm_ids[m])] - sent[m][1] for m in sent if m in alarm_ids and str(alarm_ids[m]) in in_page]
-    commit_ms = [(probe.arrived[m] - sent[m][0]) * 1000 for m in sent if m in probe.arrived]
-    feed_ms = [(t - probe.arrived[m]) * 1000 for m, times in arrived.items() if m in probe.arrived for t in times]
+    commit_ms = [(probe.arrived[m][0] - sent[m][0]) * 1000 for m in sent if m in probe.arrived]
+    feed_ms = [(t - probe.arrived[m][0]) * 1000 for m, times in arrived.items() if m in probe.arrived for t in times]
     expected = len(sent) * clients
     if not sse_ms or not page_ms:
         raise RuntimeError("no alarm reached the clients")
@@ -323,7 +297,7 @@ async def run(args: argparse.Namespace) -> int:
         harness.warm_up(stack, ingest, warm, fleet)
         warm.close()
         results = {}
-        probe = CommitProbe(stack.database_url)
+        probe = harness.AlarmListener(stack.database_url)
         probe.start()
         stack.on_close(probe.stop)
         async with async_playwright() as pw:
