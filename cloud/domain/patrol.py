@@ -10,9 +10,9 @@ whose ticket stays open for a person to close). Each checkpoint-round raises at 
 """
 
 import logging
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from datetime import UTC, date, datetime, time, timedelta
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Literal
 from zoneinfo import ZoneInfo
 
 import psycopg
@@ -34,7 +34,7 @@ log = logging.getLogger(__name__)
 MISSED_RULE = "patrol_missed"
 LATE_RULE = "patrol_late"
 #: what a scan counted for; the first two count on a round
-OUTCOMES = ("on_time", "late", "early", "repeat", "no_round", "unknown_tag")
+Outcome = Literal["on_time", "late", "early", "repeat", "no_round", "unknown_tag"]
 
 
 class PatrolRefused(Refused):
@@ -676,15 +676,12 @@ def run_pass(conn: psycopg.Connection, now: datetime, cfg: Settings, wf: workflo
 @dataclass
 class ScanResult:
     scan_id: int
-    outcome: str
+    outcome: Outcome
     reason: str
     site_id: str | None
     checkpoint: dict | None = None
     round_id: int | None = None
     position: int | None = None
-    status: str | None = None
-    scanned_by: int | None = None
-    extra: dict = field(default_factory=dict)
 
 
 def _guard_of_card(conn: psycopg.Connection, card: str, site_id: str) -> int | None:
@@ -725,7 +722,8 @@ def record_scan(
     if checkpoint is not None and user_id is None and card is not None:
         user_id = _guard_of_card(conn, card, checkpoint["site_id"])
     counted: dict | None = None
-    outcome, reason = "unknown_tag", f"no checkpoint of {' or '.join(sites) or 'your sites'} has the tag {tag!r}"
+    outcome: Outcome = "unknown_tag"
+    reason = f"no checkpoint of {' or '.join(sites) or 'your sites'} has the tag {tag!r}"
     if checkpoint is not None:
         outcome, reason, counted = _match(conn, checkpoint, at, user_id)
     scan = conn.execute(
@@ -751,12 +749,11 @@ def record_scan(
         ),
     ).fetchone()
     assert scan is not None
-    result = ScanResult(scan["id"], outcome, reason, site_id, checkpoint, scanned_by=user_id)
+    result = ScanResult(scan["id"], outcome, reason, site_id, checkpoint)
     if counted is not None:
         result.round_id, result.position = counted["round_id"], counted["position"]
         if outcome in ("on_time", "late"):
             _count(conn, counted, scan["id"], outcome, at, user_id, via, now)
-            result.status = outcome
     notify(
         conn,
         "patrol_scan",
@@ -768,7 +765,7 @@ def record_scan(
 
 def _match(
     conn: psycopg.Connection, checkpoint: dict, at: datetime, user_id: int | None
-) -> tuple[str, str, dict | None]:
+) -> tuple[Outcome, str, dict | None]:
     """Which round's checkpoint this scan is for, and what it counts as.
 
     Rounds that have begun by `at` (their first window opened) and not ended; among those still

@@ -284,7 +284,7 @@ def list_scans(
     conn: Conn,
     who: Readers,
     site_id: str | None = None,
-    outcome: Literal["on_time", "late", "early", "repeat", "no_round", "unknown_tag"] | None = None,
+    outcome: patrol.Outcome | None = None,
     round_id: int | None = None,
     limit: Annotated[int, Query(ge=1, le=500)] = 100,
     offset: Annotated[int, Query(ge=0)] = 0,
