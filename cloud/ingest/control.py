@@ -16,7 +16,7 @@ from psycopg.types.json import Jsonb
 from pydantic import ValidationError
 
 from cloud.domain import access_events, alarms, commands, patrol, registry, remote_config, whitelist, workflow
-from cloud.domain.changes import NOTIFY_CHANNEL, notify
+from cloud.domain.changes import notify
 from cloud.domain.registry import Resolver
 from cloud.ingest import deadletter
 from cloud.ingest.db_worker import DatabaseWorker
@@ -43,9 +43,6 @@ log = logging.getLogger(__name__)
 
 GATEWAY_OFFLINE_RULE = "gateway_offline"
 _DEVICE_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$")
-
-#: where changes are announced (cloud.domain.changes; kept here for the benchmarks that import it)
-__all__ = ["NOTIFY_CHANNEL", "ControlHandler", "notify"]
 
 
 class ControlHandler(DatabaseWorker):
