@@ -4,7 +4,7 @@ How it fits together: docs/patrol.md.
 """
 
 from datetime import datetime, time, timedelta
-from typing import Annotated, Any, Literal
+from typing import Annotated, Literal
 
 from fastapi import APIRouter, Depends, Query, Request
 from pydantic import AwareDatetime, BaseModel, Field, StringConstraints
@@ -97,10 +97,6 @@ class ScanIn(BaseModel):
     site_id: Slug | None = None
 
 
-def _dump(model: BaseModel, **extra: Any) -> dict[str, Any]:
-    return {**model.model_dump(mode="python"), **extra}
-
-
 # --- checkpoints ---------------------------------------------------------------------------------
 
 
@@ -112,7 +108,7 @@ def list_checkpoints(conn: Conn, who: Readers, site_id: str | None = None) -> li
 @router.post("/checkpoints", status_code=201)
 def create_checkpoint(body: CheckpointIn, conn: Conn, clock: ClockDep, who: Management) -> dict:
     """A checkpoint with its tag; 409 when the site already has the code or the tag."""
-    return patrol.create_checkpoint(conn, who, site_id=body.site_id, values=_dump(body), now=clock.now())
+    return patrol.create_checkpoint(conn, who, site_id=body.site_id, values=body.model_dump(), now=clock.now())
 
 
 @router.patch("/checkpoints/{checkpoint_id}")
@@ -137,10 +133,7 @@ def list_routes(conn: Conn, who: Readers, site_id: str | None = None) -> list[di
 
 @router.post("/routes", status_code=201)
 def create_route(body: RouteIn, conn: Conn, clock: ClockDep, who: Management) -> dict:
-    values = _dump(body, checkpoints=[s.model_dump() for s in body.checkpoints])
-    values["missed_severity"] = body.missed_severity.value if body.missed_severity else None
-    values["late_severity"] = body.late_severity.value if body.late_severity else None
-    return patrol.create_route(conn, who, site_id=body.site_id, values=values, now=clock.now())
+    return patrol.create_route(conn, who, site_id=body.site_id, values=body.model_dump(mode="json"), now=clock.now())
 
 
 @router.get("/routes/{route_id}")
@@ -151,10 +144,7 @@ def get_route(route_id: int, conn: Conn, who: Readers) -> dict:
 @router.put("/routes/{route_id}")
 def replace_route(route_id: int, body: RouteBody, conn: Conn, clock: ClockDep, who: Management) -> dict:
     """Change a route: rounds not begun yet are planned again with it; rounds under way keep theirs."""
-    values = _dump(body, checkpoints=[s.model_dump() for s in body.checkpoints])
-    values["missed_severity"] = body.missed_severity.value if body.missed_severity else None
-    values["late_severity"] = body.late_severity.value if body.late_severity else None
-    return patrol.replace_route(conn, who, route_id, values, clock.now())
+    return patrol.replace_route(conn, who, route_id, body.model_dump(mode="json"), clock.now())
 
 
 @router.delete("/routes/{route_id}", status_code=204)
@@ -174,7 +164,7 @@ def list_schedules(conn: Conn, who: Readers, site_id: str | None = None) -> list
 @router.post("/schedules", status_code=201)
 def create_schedule(body: ScheduleIn, conn: Conn, clock: ClockDep, who: Management) -> dict:
     """Rounds of a route at local times of day, or every N minutes between two local times."""
-    return patrol.create_schedule(conn, who, route_id=body.route_id, values=_dump(body), now=clock.now())
+    return patrol.create_schedule(conn, who, route_id=body.route_id, values=body.model_dump(), now=clock.now())
 
 
 @router.delete("/schedules/{schedule_id}", status_code=204)
