@@ -569,15 +569,16 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--check", action="store_true", help="write nothing; exit 1 when a file differs")
     args = parser.parse_args(argv)
+    made = rendered()
     stale = []
-    for name, text in rendered().items():
+    for name, text in made.items():
         path = OUT / name
         if path.exists() and path.read_text() == text:
             continue
         stale.append(name)
         if not args.check:
             path.write_text(text)
-    extra = sorted(p.name for p in OUT.glob("*.json") if p.name not in rendered())
+    extra = sorted(p.name for p in OUT.glob("*.json") if p.name not in made)
     for name in stale:
         print(f"{'differs' if args.check else 'wrote'}: dashboards/community/{name}")
     for name in extra:
