@@ -480,8 +480,10 @@ def _start_times(schedule: dict) -> list[time]:
 def _plan_rounds(conn: psycopg.Connection, now: datetime, ahead: timedelta) -> int:
     """Rounds of every schedule starting up to `ahead` from now (and those started but not yet over).
 
-    INSERT … ON CONFLICT on (schedule, planned start) makes each round once, however many
-    processes plan at the same moment. Starts before the schedule existed are never made.
+    Each pass (every few seconds) reads the starts already made and tries only the others, so a
+    quiet pass writes nothing; INSERT … ON CONFLICT on (schedule, planned start) still makes each
+    round once, however many processes plan at the same moment. Starts before the schedule existed
+    are never made.
     """
     made = 0
     schedules = conn.execute(
@@ -501,11 +503,19 @@ def _plan_rounds(conn: psycopg.Connection, now: datetime, ahead: timedelta) -> i
         day = (now - span).astimezone(tz).date() - timedelta(days=1)
         last_day = (now + ahead).astimezone(tz).date()
         starts = _start_times(s)
+        made_already = {
+            r["planned_start"]
+            for r in conn.execute(
+                """SELECT planned_start FROM patrol_rounds
+                   WHERE schedule_id = %s AND planned_start > %s AND planned_start <= %s""",
+                (s["id"], now - span, now + ahead),
+            ).fetchall()
+        }
         while day <= last_day:
             if day.isoweekday() in s["weekdays"]:
                 for t in starts:
                     start = datetime.combine(day, t, tzinfo=tz).astimezone(UTC)
-                    if start < s["created_at"] or start > now + ahead or start + span <= now:
+                    if start < s["created_at"] or start > now + ahead or start + span <= now or start in made_already:
                         continue
                     made += _make_round(conn, s, stops, start, start + span, late, day.isoweekday(), now)
             day += timedelta(days=1)
