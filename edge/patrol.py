@@ -24,7 +24,7 @@ from contract.gateway_config import CheckpointReaderConfig
 from contract.messages import EventMessage
 from contract.patrol import PATROL_SCAN_EVENT, PatrolScanData
 from contract.topics import Kind
-from edge.access.readers import BadInput, LineReader, MqttReaders, stop_task
+from edge.access.readers import BadInput, LineReader, MqttReaders, input_text, stop_task
 from edge.settings import MqttEndpoint
 
 log = logging.getLogger(__name__)
@@ -34,14 +34,7 @@ Emit = Callable[[Kind, Envelope], None]
 
 def parse_scan(data: bytes | str) -> PatrolScanData:
     """A checkpoint reader's message or line as scan data, or BadInput saying why."""
-    if isinstance(data, bytes):
-        try:
-            data = data.decode("utf-8")
-        except UnicodeDecodeError:
-            raise BadInput("not UTF-8 text") from None
-    text = data.strip()
-    if not text:
-        raise BadInput("empty")
+    text = input_text(data)
     document: object = text
     if text.startswith(("{", '"')):
         try:

@@ -55,8 +55,8 @@ class BadInput(ValueError):
     """Reader input that is not a credential; the message says why (never echoes a PIN)."""
 
 
-def parse_input(data: bytes | str) -> Credential:
-    """A reader's message or line as a credential, or BadInput."""
+def input_text(data: bytes | str) -> str:
+    """A reader's message or line as stripped text, or BadInput (for every kind of reader)."""
     if isinstance(data, bytes):
         try:
             data = data.decode("utf-8")
@@ -65,6 +65,12 @@ def parse_input(data: bytes | str) -> Credential:
     text = data.strip()
     if not text:
         raise BadInput("empty")
+    return text
+
+
+def parse_input(data: bytes | str) -> Credential:
+    """A reader's message or line as a credential, or BadInput."""
+    text = input_text(data)
     if text.startswith(("{", "[", '"')):
         try:
             document = json.loads(text)
