@@ -74,6 +74,13 @@ def _reach(who: Principal, site_id: str, what: str) -> None:
         raise PatrolRefused(404, f"{what} does not exist")
 
 
+def _reach_existing_site(conn: psycopg.Connection, who: Principal, site_id: str) -> None:
+    """The site a new checkpoint or route goes to: in reach and there (404 otherwise)."""
+    _reach(who, site_id, f"site {site_id}")
+    if conn.execute("SELECT 1 FROM sites WHERE id = %s", (site_id,)).fetchone() is None:
+        raise PatrolRefused(404, f"site {site_id} does not exist")
+
+
 # --- checkpoints ---------------------------------------------------------------------------------
 
 CHECKPOINT_FIELDS = ("code", "name", "place", "tag", "tag_kind")
@@ -91,9 +98,7 @@ def _unique_violation(exc: psycopg.errors.UniqueViolation, site_id: str) -> Patr
 def create_checkpoint(
     conn: psycopg.Connection, who: Principal, *, site_id: str, values: dict[str, Any], now: datetime
 ) -> dict:
-    _reach(who, site_id, f"site {site_id}")
-    if conn.execute("SELECT 1 FROM sites WHERE id = %s", (site_id,)).fetchone() is None:
-        raise PatrolRefused(404, f"site {site_id} does not exist")
+    _reach_existing_site(conn, who, site_id)
     try:
         with conn.transaction():
             row = conn.execute(
@@ -229,9 +234,7 @@ ROUTE_FIELDS = ("name", "late_minutes", "missed_severity", "late_severity")
 def create_route(
     conn: psycopg.Connection, who: Principal, *, site_id: str, values: dict[str, Any], now: datetime
 ) -> dict:
-    _reach(who, site_id, f"site {site_id}")
-    if conn.execute("SELECT 1 FROM sites WHERE id = %s", (site_id,)).fetchone() is None:
-        raise PatrolRefused(404, f"site {site_id} does not exist")
+    _reach_existing_site(conn, who, site_id)
     try:
         with conn.transaction():
             row = conn.execute(
