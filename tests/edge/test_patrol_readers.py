@@ -66,9 +66,18 @@ def test_refused_scans_say_why(data: bytes, why: str) -> None:
         parse_scan(data)
 
 
-def patrol_site(tmp_path: Path, site: str, gateway: str, readers: list[dict[str, Any]], **extra: Any) -> Path:
+def patrol_site(
+    tmp_path: Path,
+    site: str,
+    gateway: str,
+    readers: list[dict[str, Any]],
+    *,
+    site_name: str = "Patrol site",
+    **extra: Any,
+) -> Path:
+    """A gateway config file with these checkpoint readers (and `extra` top-level keys)."""
     document: dict[str, Any] = {
-        "site": {"id": site, "name": "Patrol site", "timezone": "Asia/Shanghai"},
+        "site": {"id": site, "name": site_name, "timezone": "Asia/Shanghai"},
         "gateway": {"id": gateway},
         "profiles_dir": str(PROFILES),
         "patrol": {"readers": readers},
@@ -242,10 +251,7 @@ def test_a_checkpoint_readers_tag_counts_on_the_round_through_the_real_ingest(
     run_pass(world)
     move_to(world, at(2))
     readers = [{"name": "reader-c1", "kind": "mqtt", "topic": "patrol/c1"}]
-    path = patrol_site(tmp_path, "estate-a", "gw-patrol", readers)
-    document = yaml.safe_load(path.read_text())
-    document["site"] = {"id": "estate-a", "name": "Sunny Gardens", "timezone": "Asia/Shanghai"}
-    path.write_text(yaml.safe_dump(document, sort_keys=False))
+    path = patrol_site(tmp_path, "estate-a", "gw-patrol", readers, site_name="Sunny Gardens")
     loaded: LoadedGatewayConfig = load_gateway_config(path)
     edge_settings = EdgeSettings(mqtt_url=mqtt_url, state_dir=tmp_path / "state", reconnect_max_delay=1)
     cloud_settings = world.settings.model_copy(
