@@ -39,7 +39,6 @@ import sys
 import tempfile
 import time
 import uuid
-import warnings
 from collections import Counter
 from collections.abc import Iterator
 from dataclasses import dataclass, field
@@ -52,7 +51,6 @@ import harness
 import psycopg
 from harness import log
 from psycopg import sql
-from psycopg.conninfo import make_conninfo
 from psycopg.rows import dict_row
 
 from cloud.domain import people, sla
@@ -62,7 +60,6 @@ from cloud.security.pii import PiiCipher
 from cloud.seed import ROUTES, seed_estate
 from cloud.storage.migrate import upgrade
 from community.broker import free_port
-from community.embedded_db import EmbeddedPostgres
 
 PASSWORD = "community-demo"
 TIMEZONE = "Asia/Shanghai"
@@ -188,50 +185,27 @@ class Database(harness.Stack):
     (`--keep NAME`) so the next run with the same dataset options reuses it."""
 
     def __init__(self, keep: str | None) -> None:
-        super().__init__("analytics")
+        super().__init__("analytics", broker=False)
         self.keep = keep
         self.admin_url = ""
         self.dbname = ""
-        self.reused = False
 
     def _start(self) -> None:
         admin = os.environ.get("DATABASE_URL")
         if not admin:
-            warnings.filterwarnings("ignore", message=".*XDG_RUNTIME_DIR.*")
             if self.keep:  # a data folder that outlives the run, next to the demo's
-                folder, cleanup = harness.REPO_ROOT / "var" / "bench-analytics" / "pgdata", "stop"
+                admin = self.start_embedded(harness.REPO_ROOT / "var" / "bench-analytics" / "pgdata", cleanup="stop")
             else:
-                folder, cleanup = self.tmp / "pg" / "data", "delete"
-            log(f"starting the embedded PostgreSQL in {folder} ...")
-            self.embedded = EmbeddedPostgres(folder, cleanup=cleanup)
-            self._exit.callback(self.embedded.stop)
-            self.embedded.start()
-            admin = self.embedded.url()
+                admin = self.start_embedded(self.tmp / "pg" / "data")
         self.admin_url = admin
         self.dbname = self.keep or f"community_bench_{uuid.uuid4().hex[:10]}"
-        with psycopg.connect(admin, autocommit=True) as conn:
-            exists = conn.execute("SELECT 1 FROM pg_database WHERE datname = %s", (self.dbname,)).fetchone()
-            if not exists:
-                conn.execute(sql.SQL("CREATE DATABASE {}").format(sql.Identifier(self.dbname)))
-        if not self.keep:
-            self._exit.callback(harness._drop_database, admin, self.dbname)
-        self.database_url = make_conninfo(admin, dbname=self.dbname)
-        upgrade(self.database_url)
+        self.open_database(admin, self.dbname, drop=not self.keep)
         log(f"database {self.dbname} migrated")
-
-    def postgres_pid(self) -> int | None:
-        """The postmaster of the embedded server (its data folder may be the kept one), else harness's guess."""
-        if self.embedded is not None:
-            with contextlib.suppress(OSError, ValueError):
-                return int((self.embedded.data_dir / "postmaster.pid").read_text().split()[0])
-            return None
-        return super().postgres_pid()
 
     def recreate(self) -> None:
         """Drop the kept database (its data were made with other options) and make it again."""
         harness._drop_database(self.admin_url, self.dbname)
-        with psycopg.connect(self.admin_url, autocommit=True) as conn:
-            conn.execute(sql.SQL("CREATE DATABASE {}").format(sql.Identifier(self.dbname)))
+        harness.create_database(self.admin_url, self.dbname)
         upgrade(self.database_url)
 
     def stamp(self) -> dict[str, Any] | None:

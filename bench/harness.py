@@ -514,10 +514,11 @@ def install_signal_handlers() -> None:
 
 class Stack:
     """A fresh, migrated database (embedded PostgreSQL, or a new database on DATABASE_URL's server)
-    and a private Mosquitto running the repository's config; all removed on close."""
+    and, unless `broker` is false, a private Mosquitto running the repository's config; all removed on close."""
 
-    def __init__(self, name: str) -> None:
+    def __init__(self, name: str, *, broker: bool = True) -> None:
         self.name = name
+        self.broker = broker
         self._exit = contextlib.ExitStack()
         self.tmp = Path(tempfile.mkdtemp(prefix=f"community-bench-{name}-"))
         self._exit.callback(shutil.rmtree, self.tmp, ignore_errors=True)
@@ -539,25 +540,34 @@ class Stack:
         self.close()
 
     def _start(self) -> None:
-        admin = os.environ.get("DATABASE_URL")
-        if not admin:
-            log("starting the embedded PostgreSQL ...")
-            warnings.filterwarnings("ignore", message=".*XDG_RUNTIME_DIR.*")
-            self.embedded = EmbeddedPostgres(self.tmp / "pg" / "data", cleanup="delete")
-            self._exit.callback(self.embedded.stop)
-            self.embedded.start()
-            admin = self.embedded.url()
+        admin = os.environ.get("DATABASE_URL") or self.start_embedded(self.tmp / "pg" / "data")
         dbname = f"community_bench_{uuid.uuid4().hex[:10]}"
-        with psycopg.connect(admin, autocommit=True) as conn:
-            conn.execute(sql.SQL("CREATE DATABASE {}").format(sql.Identifier(dbname)))
-        self._exit.callback(_drop_database, admin, dbname)
-        self.database_url = make_conninfo(admin, dbname=dbname)
-        upgrade(self.database_url)
+        self.open_database(admin, dbname)
+        if not self.broker:
+            log(f"database {dbname} migrated")
+            return
         self.mosquitto = MosquittoProcess(self.tmp / "mosquitto")
         self._exit.callback(self.mosquitto.stop)
         self.mosquitto.start()
         self.mqtt_url = self.mosquitto.url
         log(f"database {dbname} migrated; mosquitto on {self.mqtt_url}")
+
+    def start_embedded(self, folder: Path, *, cleanup: str = "delete") -> str:
+        """The embedded PostgreSQL started in `folder` and stopped on close; its admin URL."""
+        log(f"starting the embedded PostgreSQL in {folder} ...")
+        warnings.filterwarnings("ignore", message=".*XDG_RUNTIME_DIR.*")
+        self.embedded = EmbeddedPostgres(folder, cleanup=cleanup)
+        self._exit.callback(self.embedded.stop)
+        self.embedded.start()
+        return self.embedded.url()
+
+    def open_database(self, admin: str, dbname: str, *, drop: bool = True) -> None:
+        """`dbname` on the server of `admin`, created unless it exists (dropped on close with `drop`), migrated."""
+        create_database(admin, dbname)
+        if drop:
+            self._exit.callback(_drop_database, admin, dbname)
+        self.database_url = make_conninfo(admin, dbname=dbname)
+        upgrade(self.database_url)
 
     def on_close(self, stop: Callable[[], None]) -> None:
         """Run `stop` on close (before the broker and the database go)."""
@@ -573,7 +583,7 @@ class Stack:
         """The postmaster's pid when the server runs on this machine (for CPU figures), else None."""
         if self.embedded is not None:
             with contextlib.suppress(OSError, ValueError):
-                return int((self.tmp / "pg" / "data" / "postmaster.pid").read_text().split()[0])
+                return int((self.embedded.data_dir / "postmaster.pid").read_text().split()[0])
             return None
         try:  # DATABASE_URL: our backend's parent is the postmaster, if that backend is a local process
             import psutil
@@ -593,6 +603,12 @@ class Stack:
             if empty:
                 conn.execute("TRUNCATE telemetry")
             conn.execute("CHECKPOINT")
+
+
+def create_database(admin: str, dbname: str) -> None:
+    with psycopg.connect(admin, autocommit=True) as conn:
+        if conn.execute("SELECT 1 FROM pg_database WHERE datname = %s", (dbname,)).fetchone() is None:
+            conn.execute(sql.SQL("CREATE DATABASE {}").format(sql.Identifier(dbname)))
 
 
 def _drop_database(admin: str, dbname: str) -> None:

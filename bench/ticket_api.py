@@ -30,8 +30,6 @@ import signal
 import sys
 import threading
 import time
-import uuid
-import warnings
 from collections import Counter
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -44,7 +42,6 @@ import httpx2 as httpx
 import psycopg
 from harness import CpuMeter, Stack, log
 from psycopg import sql
-from psycopg.conninfo import make_conninfo
 from psycopg.rows import dict_row
 
 from cloud.domain import people, sla, tickets
@@ -53,9 +50,7 @@ from cloud.domain.business_hours import BusinessCalendar, add_business_time
 from cloud.security.passwords import hash_password
 from cloud.security.pii import PiiCipher
 from cloud.seed import ROUTES, Estate, seed_estate
-from cloud.storage.migrate import upgrade
 from community.broker import free_port
-from community.embedded_db import EmbeddedPostgres
 
 PASSWORD = "community-demo"
 ACTOR = "bench"
@@ -229,30 +224,6 @@ TICKET_COLUMNS = (
     "reopen_count",
 )
 EVENT_COLUMNS = ("ticket_id", "at", "actor", "kind", "body", "data", "actor_user_id", "visibility")
-
-
-# --- the database ---------------------------------------------------------------------------
-
-
-class DatabaseStack(Stack):
-    """A fresh, migrated database and nothing else (no broker): the harness's Stack without Mosquitto."""
-
-    def _start(self) -> None:
-        admin = os.environ.get("DATABASE_URL")
-        if not admin:
-            log("starting the embedded PostgreSQL ...")
-            warnings.filterwarnings("ignore", message=".*XDG_RUNTIME_DIR.*")
-            self.embedded = EmbeddedPostgres(self.tmp / "pg" / "data", cleanup="delete")
-            self._exit.callback(self.embedded.stop)
-            self.embedded.start()
-            admin = self.embedded.url()
-        dbname = f"community_bench_{uuid.uuid4().hex[:10]}"
-        with psycopg.connect(admin, autocommit=True) as conn:
-            conn.execute(sql.SQL("CREATE DATABASE {}").format(sql.Identifier(dbname)))
-        self._exit.callback(harness._drop_database, admin, dbname)
-        self.database_url = make_conninfo(admin, dbname=dbname)
-        upgrade(self.database_url)
-        log(f"database {dbname} migrated")
 
 
 # --- the estates ----------------------------------------------------------------------------
@@ -1242,7 +1213,7 @@ def main() -> int:
     jwt_secret = "bench-" + base64.urlsafe_b64encode(os.urandom(30)).decode()
     data_key = base64.b64encode(os.urandom(32)).decode()
     try:
-        with DatabaseStack("tickets") as stack:
+        with Stack("tickets", broker=False) as stack:
             print_environment(stack)
             now = datetime.now(UTC)
             log(f"seeding {args.estates} estates; loading {args.tickets:,} tickets, {args.events:,} timeline entries")
