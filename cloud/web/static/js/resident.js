@@ -44,26 +44,15 @@
     }
   });
 
-
   const shown = T.follower($("ticket"), renderTicket);
 
+  // the ticket's parts, which the follower puts into #ticket
   function renderTicket(t) {
-    const node = $("ticket");
     const notice = el("div", { class: "notice", role: "alert", dataset: { testid: "ticket-notice" } });
     const step = (form, path, body) =>
       T.submitting(form, notice, async () => shown.render(await api("POST", `/api/v1/tickets/${t.number}/${path}`, body)));
     const parts = [
-      el(
-        "div",
-        { class: "ticket-head" },
-        el(
-          "div",
-          { class: "line" },
-          el("span", { class: "number" }, t.number),
-          el("span", { class: `tag ${t.status}`, dataset: { testid: "ticket-status" } }, T.statusWords(t.status)),
-        ),
-        el("div", { class: "title" }, t.title),
-      ),
+      T.head(t, "ticket-status", false),
       T.facts([
         ["Reported", when(t.created_at)],
         ["Kind", [T.words(t.type), T.words(t.category), T.words(t.subcategory)].filter(Boolean).join(" · ")],
@@ -82,9 +71,7 @@
     if (!["closed", "cancelled", "redirected"].includes(t.status)) parts.push(photoStep(t, notice), commentStep(t, step));
     if (["new", "triaged"].includes(t.status)) parts.push(cancelStep(t, step));
     parts.push(el("h2", {}, "What happened"), T.timeline(t));
-    node.replaceChildren(...parts);
-    node.dataset.number = t.number;
-    node.dataset.status = t.status;
+    return parts;
   }
 
   function rateStep(t, step) {

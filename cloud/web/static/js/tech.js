@@ -45,6 +45,7 @@
     "unknown",
   ];
 
+  // the ticket's parts, which the follower puts into detailNode
   function renderDetail(t) {
     const notice = el("div", { class: "notice", role: "alert", dataset: { testid: "detail-notice" } });
     // every step answers with the whole ticket: show it, and keep the list behind it current
@@ -55,19 +56,7 @@
       });
 
     const parts = [
-      el(
-        "div",
-        { class: "ticket-head" },
-        el(
-          "div",
-          { class: "line" },
-          el("span", { class: "number" }, t.number),
-          el("span", { class: `tag ${t.priority}` }, t.priority),
-          el("span", { class: `tag ${t.status}`, dataset: { testid: "detail-status" } }, T.statusWords(t.status)),
-          T.deadline(t),
-        ),
-        el("div", { class: "title" }, t.title),
-      ),
+      T.head(t, "detail-status"),
       T.facts([
         ["Type", `${T.words(t.type)} · ${T.words(t.category)}${t.subcategory ? " · " + T.words(t.subcategory) : ""}`],
         ["Where", T.place(t)],
@@ -99,9 +88,7 @@
         ]),
       );
     parts.push(el("h2", {}, "Timeline"), T.timeline(t));
-    detailNode.replaceChildren(...parts);
-    detailNode.dataset.number = t.number;
-    detailNode.dataset.status = t.status;
+    return parts;
   }
 
   function acceptStep(t, step) {

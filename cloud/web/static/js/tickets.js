@@ -46,6 +46,23 @@ const Tickets = (() => {
     return el("span", { class: "due" }, "due " + when(t.resolution_due_at));
   }
 
+  // number and status of a ticket in one line; `urgency` adds its priority and deadline (for staff)
+  function line(t, statusTestid, urgency = true) {
+    return el(
+      "div",
+      { class: "line" },
+      el("span", { class: "number" }, t.number),
+      urgency ? el("span", { class: `tag ${t.priority}` }, t.priority) : null,
+      el("span", { class: `tag ${t.status}`, dataset: { testid: statusTestid } }, statusWords(t.status)),
+      urgency ? deadline(t) : null,
+    );
+  }
+
+  // the top of an opened ticket: its line and title
+  function head(t, statusTestid, urgency = true) {
+    return el("div", { class: "ticket-head" }, line(t, statusTestid, urgency), el("div", { class: "title" }, t.title));
+  }
+
   // a card in a list; `href` opens the ticket
   function card(t, href) {
     return el(
@@ -54,14 +71,7 @@ const Tickets = (() => {
       el(
         "a",
         { href },
-        el(
-          "div",
-          { class: "line" },
-          el("span", { class: "number" }, t.number),
-          el("span", { class: `tag ${t.priority}` }, t.priority),
-          el("span", { class: `tag ${t.status}`, dataset: { testid: "status" } }, statusWords(t.status)),
-          deadline(t),
-        ),
+        line(t, "status"),
         el("div", { class: "heading" }, t.title),
         el("div", { class: "sub" }, [words(t.category), words(t.subcategory), place(t)].filter(Boolean).join(" · ")),
       ),
@@ -156,11 +166,12 @@ const Tickets = (() => {
     });
   }
 
-  // One ticket shown in `node`, drawn by `draw(ticket)`, kept current without races: one request at
-  // a time, and a change announced while one is out asks once more when it returns, so the newest
-  // state is the one drawn. A refresh the live feed asks for gives way to a step's own answer drawn
-  // meanwhile (render) and to a form being filled in (busy); `force` (opening, after an upload) draws
-  // whatever comes.
+  // One ticket shown in `node` (its children are what `draw(ticket)` answers; data-number and
+  // data-status say which ticket and state), kept current without races: one request at a time, and
+  // a change announced while one is out asks once more when it returns, so the newest state is the
+  // one drawn. A refresh the live feed asks for gives way to a step's own answer drawn meanwhile
+  // (render) and to a form being filled in (busy); `force` (opening, after an upload) draws whatever
+  // comes.
   function follower(node, draw) {
     let number = null;
     let renders = 0;
@@ -170,7 +181,9 @@ const Tickets = (() => {
 
     function render(ticket) {
       renders += 1;
-      draw(ticket);
+      node.replaceChildren(...draw(ticket).filter(Boolean)); // parts left out are null
+      node.dataset.number = ticket.number;
+      node.dataset.status = ticket.status;
     }
 
     async function refresh({ force = false } = {}) {
@@ -229,6 +242,7 @@ const Tickets = (() => {
     statusWords,
     place,
     deadline,
+    head,
     card,
     facts,
     photos,
