@@ -2,12 +2,11 @@
 
 from functools import lru_cache
 from pathlib import Path
-from typing import Literal
 
 from pydantic import AliasChoices, Field, SecretStr
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
-from contract.common import TicketKind
+from contract.common import Severity, TicketKind
 
 
 class CloudSettings(BaseSettings):
@@ -129,9 +128,9 @@ class CloudSettings(BaseSettings):
 
     # --- security patrol (docs/patrol.md) -----------------------------------------------------
     #: Severity of the alarm for a missed checkpoint (a route may set its own); it opens a safety ticket.
-    patrol_missed_severity: Literal["critical", "major", "minor", "warning"] = "major"
+    patrol_missed_severity: Severity = Severity.MAJOR
     #: Severity of the alarm for a checkpoint scanned late (a route may set its own).
-    patrol_late_severity: Literal["critical", "major", "minor", "warning"] = "minor"
+    patrol_late_severity: Severity = Severity.MINOR
     #: A late checkpoint's alarm opens a safety ticket too (a missed one always does).
     patrol_late_opens_ticket: bool = True
     #: The scheduler makes each schedule's rounds this many hours ahead.
