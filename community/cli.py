@@ -4,6 +4,8 @@ Imports are inside the commands, so an edge-only install (no FastAPI, no psycopg
 `community edge` and `community simulate`.
 """
 
+from collections.abc import Iterator
+from contextlib import contextmanager
 from enum import StrEnum
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated
@@ -12,7 +14,6 @@ import typer
 
 if TYPE_CHECKING:  # cloud imports stay lazy: an edge-only install has no cloud dependencies
     from cloud.settings import CloudSettings
-    from community.embedded_db import EmbeddedPostgres
 
 app = typer.Typer(help="Smart-community platform: cloud service, edge agent, simulator and demo.", no_args_is_help=True)
 db_app = typer.Typer(help="Database schema.", no_args_is_help=True)
@@ -33,11 +34,19 @@ def _cloud_settings() -> "CloudSettings":
     return CloudSettings()
 
 
-def _embedded_database(data_dir: Path) -> "tuple[EmbeddedPostgres, str]":
+@contextmanager
+def _database_url(settings: "CloudSettings") -> Iterator[str]:
+    """DATABASE_URL; unset, the embedded PostgreSQL's under data_dir/pgdata, stopped when the block ends."""
+    if settings.database_url:
+        yield settings.database_url
+        return
     from community.embedded_db import EmbeddedPostgres
 
-    pg = EmbeddedPostgres(data_dir / "pgdata").start()
-    return pg, pg.ensure_database("community")
+    pg = EmbeddedPostgres(settings.data_dir / "pgdata").start()
+    try:
+        yield pg.ensure_database("community")
+    finally:
+        pg.stop()
 
 
 @app.command()
@@ -49,12 +58,10 @@ def cloud(
 
     settings = _cloud_settings()
     setup_logging(settings.log_level)
-    pg = None
-    if not settings.database_url:
-        pg, url = _embedded_database(settings.data_dir)
-        typer.echo(f"DATABASE_URL not set: using the embedded PostgreSQL in {settings.data_dir / 'pgdata'}")
-        settings = settings.model_copy(update={"database_url": url})
-    try:
+    with _database_url(settings) as url:
+        if not settings.database_url:
+            typer.echo(f"DATABASE_URL not set: using the embedded PostgreSQL in {settings.data_dir / 'pgdata'}")
+            settings = settings.model_copy(update={"database_url": url})
         if role == Role.INGEST:
             from cloud.ingest.worker import run_ingest
 
@@ -72,9 +79,6 @@ def cloud(
                 sup.spawn("api", ["cloud", "--role", "api"])
                 sup.wait()
             raise typer.Exit(sup.exit_code)
-    finally:
-        if pg is not None:
-            pg.stop()
 
 
 @app.command()
@@ -119,16 +123,9 @@ def db_upgrade() -> None:
 
     settings = _cloud_settings()
     setup_logging(settings.log_level)
-    pg = None
-    url = settings.database_url
-    if not url:
-        pg, url = _embedded_database(settings.data_dir)
-    try:
+    with _database_url(settings) as url:
         applied = upgrade(url)
-        typer.echo("applied: " + ", ".join(applied) if applied else "the schema is up to date")
-    finally:
-        if pg is not None:
-            pg.stop()
+    typer.echo("applied: " + ", ".join(applied) if applied else "the schema is up to date")
 
 
 @classifier_app.command("retrain")
@@ -148,11 +145,7 @@ def classifier_retrain(
 
     settings = _cloud_settings()
     setup_logging(settings.log_level)
-    pg = None
-    url = settings.database_url
-    if not url:
-        pg, url = _embedded_database(settings.data_dir)
-    try:
+    with _database_url(settings) as url:
         upgrade(url)
         with connect(url) as conn:
             report = retrain(
@@ -164,10 +157,7 @@ def classifier_retrain(
                 force=force,
             )
             conn.commit()
-        typer.echo(format_report(report))
-    finally:
-        if pg is not None:
-            pg.stop()
+    typer.echo(format_report(report))
 
 
 @app.command()
