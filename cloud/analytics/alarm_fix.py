@@ -5,14 +5,13 @@ Counted: tickets an alarm opened (alarm_id set) created in the range. Repeats of
 to the open ticket and do not restart the clock: the first alarm is the one that waited.
 """
 
-from datetime import date
 from typing import Any
 
 import psycopg
 from psycopg import sql
 
 from cloud.analytics import figures
-from cloud.analytics.grouping import ALL_LABEL, GroupBy, grouping, label_of, period_label, periods
+from cloud.analytics.grouping import GroupBy, arrange, grouping
 from cloud.analytics.selection import Selection, tune_transaction
 
 GROUPS = (
@@ -56,11 +55,5 @@ def alarm_fix(conn: psycopg.Connection, selection: Selection, by: GroupBy) -> li
            GROUP BY 1, 2"""
     ).format(key=g.key, label=g.label, fix_s=sql.SQL(_FIX_S), tickets=selection.tickets(_TICKET_COLUMNS), joins=g.joins)
     found = conn.execute(query, selection.params()).fetchall()
-    if by == GroupBy.NONE:
-        return [_row(ALL_LABEL, found[0] if found else None)]
-    if g.is_time:
-        by_period: dict[date, dict[str, Any]] = {r["gkey"]: r for r in found}
-        window = selection.window
-        return [_row(period_label(by, p), by_period.get(p)) for p in periods(by, window.first_day, window.last_day)]
-    rows = [_row(label_of(r["glabel"]), r) for r in found]
-    return sorted(rows, key=lambda r: (-r["alarm_tickets"], r["group"] == "(none)", r["group"]))
+    w = selection.window
+    return arrange(by, found, _row, first_day=w.first_day, last_day=w.last_day, size="alarm_tickets")

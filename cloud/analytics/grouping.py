@@ -6,10 +6,11 @@ the joins the label needs. Time groupings list every period of the range, also t
 so a chart of the series has no holes; the other groupings list the groups that have tickets.
 """
 
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from datetime import date, timedelta
 from enum import StrEnum
+from typing import Any
 
 from psycopg import sql
 
@@ -45,10 +46,6 @@ class Grouping:
     key: sql.Composable
     label: sql.Composable
     joins: sql.Composable
-
-    @property
-    def is_time(self) -> bool:
-        return self.by in TIME
 
 
 def grouping(by: GroupBy) -> Grouping:
@@ -118,3 +115,24 @@ def period_label(by: GroupBy, first: date) -> str:
 
 def label_of(row_label: str | None) -> str:
     return NONE_LABEL if row_label is None else row_label
+
+
+def arrange(
+    by: GroupBy,
+    found: list[dict[str, Any]],
+    row: Callable[[str, dict[str, Any] | None], dict[str, Any]],
+    *,
+    first_day: date,
+    last_day: date,
+    size: str,
+) -> list[dict[str, Any]]:
+    """A view's rows from its aggregates per group (`gkey`, `glabel`; `row` makes one, None: no tickets):
+    the one row of group_by=none, every period of a time grouping in order (the empty ones too), else
+    the groups largest first by the `size` column, the one without the grouped thing last among equals."""
+    if by == GroupBy.NONE:
+        return [row(ALL_LABEL, found[0] if found else None)]
+    if by in TIME:
+        by_period = {r["gkey"]: r for r in found}
+        return [row(period_label(by, p), by_period.get(p)) for p in periods(by, first_day, last_day)]
+    rows = [row(label_of(r["glabel"]), r) for r in found]
+    return sorted(rows, key=lambda r: (-r[size], r["group"] == NONE_LABEL, r["group"]))

@@ -5,14 +5,14 @@ One pass over the range's tickets: every figure is an aggregate with a FILTER cl
 percentiles PostgreSQL's percentile_cont (linear interpolation).
 """
 
-from datetime import date, datetime
+from datetime import datetime
 from typing import Any
 
 import psycopg
 from psycopg import sql
 
 from cloud.analytics import figures
-from cloud.analytics.grouping import ALL_LABEL, GroupBy, grouping, label_of, period_label, periods
+from cloud.analytics.grouping import GroupBy, arrange, grouping
 from cloud.analytics.selection import Selection, tune_transaction
 
 COLUMNS = [
@@ -139,11 +139,5 @@ def kpis(conn: psycopg.Connection, selection: Selection, by: GroupBy, *, now: da
         key=g.key, label=g.label, aggregates=_AGGREGATES, tickets=selection.tickets(_TICKET_COLUMNS), joins=g.joins
     )
     found = conn.execute(query, {**selection.params(), "now": now}).fetchall()
-    if by == GroupBy.NONE:
-        return [_row(ALL_LABEL, found[0] if found else None)]
-    if g.is_time:
-        by_period: dict[date, dict[str, Any]] = {r["gkey"]: r for r in found}
-        window = selection.window
-        return [_row(period_label(by, p), by_period.get(p)) for p in periods(by, window.first_day, window.last_day)]
-    rows = [_row(label_of(r["glabel"]), r) for r in found]
-    return sorted(rows, key=lambda r: (-r["tickets"], r["group"] == "(none)", r["group"]))
+    w = selection.window
+    return arrange(by, found, _row, first_day=w.first_day, last_day=w.last_day, size="tickets")
