@@ -326,16 +326,16 @@ def _normal_quantile(p: float) -> float:
 # --- the backtest -----------------------------------------------------------------------------------
 
 
-def origins(n: int, horizon: Horizon) -> list[int]:
+def origins(n: int, horizon: Horizon, *, min_days: int = MIN_FIT_DAYS, most: int | None = MAX_ORIGINS) -> list[int]:
     """Backtest origins (index of the last day seen), latest first: each origin's forecast weeks
     are whole Monday-based weeks inside the history, and the origin is the same weekday as the last
     day, so every origin faces exactly the live situation (the same gap). Origins are a week apart,
-    at most MAX_ORIGINS, the earliest with at least MIN_FIT_DAYS days before it."""
-    found = []
+    at most `most`, the earliest with at least `min_days` days up to it (the model's: MIN_FIT_DAYS to fit)."""
+    found: list[int] = []
     # the last whole week of the history ends `trailing` days before its last day
     trailing = (SEASON - horizon.gap) % SEASON
     origin = n - 1 - trailing - SEASON * horizon.weeks - horizon.gap
-    while origin + 1 >= MIN_FIT_DAYS and len(found) < MAX_ORIGINS:
+    while origin + 1 >= min_days and (most is None or len(found) < most):
         found.append(origin)
         origin -= SEASON
     return found
@@ -435,11 +435,7 @@ def _naive_backtest(y: np.ndarray, at: list[int], horizon: Horizon) -> Backtest 
     """Seasonal-naive's errors on the origins given (those of the model's backtest), or, when
     there are none, on every origin a week apart that fits in a short history."""
     if not at:
-        at = []
-        origin = len(y) - 1 - (SEASON - horizon.gap) % SEASON - SEASON * horizon.weeks - horizon.gap
-        while origin >= SEASON - 1:
-            at.append(origin)
-            origin -= SEASON
+        at = origins(len(y), horizon, min_days=SEASON, most=None)  # a week before each: seasonal-naive's need
     if not at:
         return None
     actual = np.stack([actual_weekly(y, o, horizon.gap, horizon.weeks) for o in at])

@@ -11,10 +11,11 @@ from cloud.analytics.export import Report
 from cloud.analytics.forecast import MAX_HISTORY_DAYS, ForecastCache, Horizon, Lru, SeriesForecast
 from cloud.analytics.scope import Window, resolve
 from cloud.domain.access import Principal
+from contract.common import Category
 
 TOTAL = "total"
-#: the tickets table's categories (0004), in its order
-CATEGORIES = ("service", "facility", "environment", "safety", "other")
+#: the tickets' categories, in their order
+CATEGORIES = tuple(c.value for c in Category)
 COLUMNS = ["series", "week_start", "week_end", "forecast", "lower", "upper", "method"]
 
 #: forecasts are kept per process, keyed by the counts themselves (see ForecastCache)
