@@ -128,15 +128,16 @@ def add_event(
     Every change of a ticket writes one, so this is where live screens hear of it (a `ticket`
     notification with the ids a screen needs to decide whether the ticket concerns its user).
     """
-    conn.execute(
-        """INSERT INTO ticket_events (ticket_id, at, actor, kind, body, data, actor_user_id, visibility)
-           VALUES (%s, %s, %s, %s, %s, %s, %s, %s)""",
-        (ticket_id, at, actor, kind, body, Jsonb(data or {}), actor_user_id, visibility),
-    )
+    # one round trip: the entry, and what its notification says of the ticket
     row = conn.execute(
-        """SELECT site_id, number, type, category, complainant_id, unit_id, assignee_id, department_id
-           FROM tickets WHERE id = %s""",
-        (ticket_id,),
+        """WITH entry AS (
+               INSERT INTO ticket_events (ticket_id, at, actor, kind, body, data, actor_user_id, visibility)
+               VALUES (%s, %s, %s, %s, %s, %s, %s, %s)
+               RETURNING ticket_id)
+           SELECT t.site_id, t.number, t.type, t.category, t.complainant_id, t.unit_id, t.assignee_id,
+                  t.department_id
+             FROM entry JOIN tickets t ON t.id = entry.ticket_id""",
+        (ticket_id, at, actor, kind, body, Jsonb(data or {}), actor_user_id, visibility),
     ).fetchone()
     if row is not None:
         notify(
