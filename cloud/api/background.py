@@ -7,6 +7,7 @@ and cloud/notify/dispatch.py).
 
 import logging
 import threading
+from datetime import datetime
 
 from psycopg_pool import ConnectionPool
 
@@ -38,15 +39,29 @@ class Background(threading.Thread):
         self._stop_event.set()
 
     def tick(self) -> None:
-        """One scheduler pass and one round of deliveries."""
+        """One pass of every time-driven job. Each job has its own connection and its own failure:
+        one that keeps failing (bad data, say) must not hold up deadlines, patrols or deliveries."""
         now = self.clock.now()
+        for name, job in (
+            ("SLA", self._sla),
+            ("patrol", self._patrol),
+            ("command expiry", self._expire_commands),
+            ("delivery", self._deliver),
+        ):
+            try:
+                job(now)
+            except Exception:
+                log.exception("scheduler: the %s pass failed; trying again next time", name)
+
+    def _sla(self, now: datetime) -> None:
         with self.pool.connection() as conn:
             counts = scheduler.run_pass(conn, now, self.cfg)
+        if counts.warned or counts.breached or counts.closed:
+            log.info("scheduler: %d warned, %d breached, %d closed", counts.warned, counts.breached, counts.closed)
+
+    def _patrol(self, now: datetime) -> None:
+        with self.pool.connection() as conn:
             rounds = patrol.run_pass(conn, now, self.patrol, self.cfg)
-            with conn.transaction():
-                expired = commands.expire_due(conn, now)
-        if expired:
-            log.info("scheduler: %d commands expired without an answer", expired)
         if rounds.missed or rounds.alarms or rounds.finished:
             log.info(
                 "patrol: %d checkpoints missed, %d alarms raised, %d rounds finished",
@@ -54,8 +69,14 @@ class Background(threading.Thread):
                 rounds.alarms,
                 rounds.finished,
             )
-        if counts.warned or counts.breached or counts.closed:
-            log.info("scheduler: %d warned, %d breached, %d closed", counts.warned, counts.breached, counts.closed)
+
+    def _expire_commands(self, now: datetime) -> None:
+        with self.pool.connection() as conn, conn.transaction():
+            expired = commands.expire_due(conn, now)
+        if expired:
+            log.info("scheduler: %d commands expired without an answer", expired)
+
+    def _deliver(self, now: datetime) -> None:
         while True:
             sent = deliver_due(self.pool.connection, cipher=self.cipher, email=self.email, sms=self.sms, now=now)
             if sent.claimed < 50:
@@ -63,7 +84,4 @@ class Background(threading.Thread):
 
     def run(self) -> None:
         while not self._stop_event.wait(self.settings.scheduler_interval_seconds):
-            try:
-                self.tick()
-            except Exception:
-                log.exception("scheduler pass failed; trying again next time")
+            self.tick()

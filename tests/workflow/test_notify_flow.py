@@ -3,6 +3,7 @@
 import json
 
 from cloud.api.background import Background
+from cloud.domain import patrol
 from tests.workflow.conftest import World
 from tests.workflow.test_notifications import Mailbox, start_smtp
 
@@ -48,3 +49,20 @@ def test_the_complainant_assignee_and_manager_are_told_by_mail_sms_and_in_app(wo
         assert len(mailbox.messages) == before
     finally:
         controller.stop()
+
+
+def test_a_pass_that_fails_does_not_hold_up_the_deliveries(world: World, monkeypatch, caplog) -> None:
+    """Each time-driven job fails on its own: a patrol pass that keeps failing leaves the messages
+    going out (they went out in the same pass before, and stopped with it)."""
+
+    def broken(*_args: object, **_kwargs: object) -> None:
+        raise RuntimeError("a patrol row the pass cannot read")
+
+    monkeypatch.setattr(patrol, "run_pass", broken)
+    background = Background(world.app.state.pool, world.settings, world.clock, world.cipher)
+    world.as_("resident").ok("post", T, {"category": "facility", "subcategory": "plumbing", "title": "Leaking pipe"})
+    pending = "SELECT count(*) AS n FROM notification_deliveries WHERE channel = 'sms' AND status = 'pending'"
+    assert world.sql(pending)[0]["n"] > 0
+    background.tick()
+    assert world.sql(pending)[0]["n"] == 0
+    assert "the patrol pass failed" in caplog.text
