@@ -9,7 +9,8 @@ slow analysis never queues frames; when the source fails or ends it is opened ag
 - at most `detect_fps` times a second, and only when the picture changed by more than
   `motion_threshold` (fraction of pixels) since the previous check, it finds every face
   (face_recognition's HOG detector), matches each against the whitelist's `FaceMatcher`, and
-  decodes a QR code (visitor passes) with OpenCV's QRCodeDetector on the same frame;
+  decodes a QR code (visitor passes) on the same frame with OpenCV's QRCodeDetectorAruco (the
+  classic QRCodeDetector misses about 2 % of valid codes, depending on their size in the picture);
 - on every frame it judges tampering: a view that is suddenly uniform (covered, black), blurred
   (the variance of the Laplacian collapses against the reference view) or turned (the downscaled
   picture no longer correlates with the reference view, taken while the camera was healthy).
@@ -157,7 +158,7 @@ class CameraWorker:
         self.tampered = False
         self._latest = _Frame()
         self._stop = threading.Event()
-        self._qr = cv2.QRCodeDetector()
+        self._qr = cv2.QRCodeDetectorAruco()
         self._faces = FaceProcess() if tuning.detect_in_process else None
         # analysis state (worker thread only)
         self._motion_ref: np.ndarray | None = None

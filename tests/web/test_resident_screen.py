@@ -99,7 +99,7 @@ def test_a_resident_files_a_complaint_with_a_photo_and_rates_its_resolution(
 
 def decode_qr(png: bytes) -> str:
     image = cv2.imdecode(np.frombuffer(png, np.uint8), cv2.IMREAD_GRAYSCALE)
-    text, _points, _ = cv2.QRCodeDetector().detectAndDecode(image)
+    text, _points, _ = cv2.QRCodeDetectorAruco().detectAndDecode(image)
     return text
 
 
