@@ -11,7 +11,7 @@ import psycopg
 from psycopg import sql
 
 from cloud.analytics import figures
-from cloud.analytics.grouping import GroupBy, arrange, grouping
+from cloud.analytics.grouping import GroupBy, arrange, grouping, labelled
 from cloud.analytics.selection import Selection, tune_transaction
 
 GROUPS = (
@@ -47,13 +47,14 @@ def _row(label: str, agg: dict[str, Any] | None) -> dict[str, Any]:
 def alarm_fix(conn: psycopg.Connection, selection: Selection, by: GroupBy) -> list[dict[str, Any]]:
     tune_transaction(conn)
     g = grouping(by)
-    query = sql.SQL(
-        """SELECT {key} AS gkey, {label} AS glabel, count(*) AS alarm_tickets, count(t.resolved_at) AS fixed,
+    aggregated = sql.SQL(
+        """SELECT {key} AS gkey, count(*) AS alarm_tickets, count(t.resolved_at) AS fixed,
                   avg({fix_s}) AS fix_mean,
                   percentile_cont(ARRAY[0.5, 0.9]) WITHIN GROUP (ORDER BY {fix_s}) AS fix_pct
-           FROM {tickets} JOIN alarms fa ON fa.id = t.alarm_id {joins}
-           GROUP BY 1, 2"""
-    ).format(key=g.key, label=g.label, fix_s=sql.SQL(_FIX_S), tickets=selection.tickets(_TICKET_COLUMNS), joins=g.joins)
+           FROM {tickets} JOIN alarms fa ON fa.id = t.alarm_id
+           GROUP BY 1"""
+    ).format(key=g.key, fix_s=sql.SQL(_FIX_S), tickets=selection.tickets(_TICKET_COLUMNS))
+    query = labelled(g, aggregated)
     found = conn.execute(query, selection.params()).fetchall()
     w = selection.window
     return arrange(by, found, _row, first_day=w.first_day, last_day=w.last_day, size="alarm_tickets")

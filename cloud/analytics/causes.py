@@ -11,7 +11,7 @@ import psycopg
 from psycopg import sql
 
 from cloud.analytics import figures
-from cloud.analytics.grouping import ALL_LABEL, NONE_LABEL, GroupBy, grouping, label_of
+from cloud.analytics.grouping import ALL_LABEL, NONE_LABEL, GroupBy, grouping, label_of, labelled
 from cloud.analytics.selection import Selection, tune_transaction
 
 GROUPS = (GroupBy.NONE, GroupBy.CATEGORY, GroupBy.BUILDING)
@@ -24,13 +24,14 @@ def causes(conn: psycopg.Connection, selection: Selection, by: GroupBy) -> list[
     """Rows by group (most tickets first), cause kind and code; share is of the group's resolved tickets."""
     tune_transaction(conn)
     g = grouping(by)
-    query = sql.SQL(
-        """SELECT {key} AS gkey, {label} AS glabel, t.cause_kind, t.cause_code, count(*) AS tickets,
+    aggregated = sql.SQL(
+        """SELECT {key} AS gkey, t.cause_kind, t.cause_code, count(*) AS tickets,
                   sum(count(*)) OVER (PARTITION BY {key}) AS group_total
-           FROM {tickets} {joins}
+           FROM {tickets}
            WHERE t.resolved_at IS NOT NULL
-           GROUP BY 1, 2, 3, 4"""
-    ).format(key=g.key, label=g.label, tickets=selection.tickets(_TICKET_COLUMNS), joins=g.joins)
+           GROUP BY 1, 2, 3"""
+    ).format(key=g.key, tickets=selection.tickets(_TICKET_COLUMNS))
+    query = labelled(g, aggregated)
     rows = []
     for r in conn.execute(query, selection.params()).fetchall():
         no_cause = r["cause_kind"] is None and r["cause_code"] is None

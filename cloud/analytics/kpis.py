@@ -12,7 +12,7 @@ import psycopg
 from psycopg import sql
 
 from cloud.analytics import figures
-from cloud.analytics.grouping import GroupBy, arrange, grouping
+from cloud.analytics.grouping import GroupBy, arrange, grouping, labelled
 from cloud.analytics.selection import Selection, tune_transaction
 
 COLUMNS = [
@@ -133,11 +133,10 @@ def kpis(conn: psycopg.Connection, selection: Selection, by: GroupBy, *, now: da
     """One row per group, in the order of COLUMNS."""
     tune_transaction(conn)
     g = grouping(by)
-    query = sql.SQL(
-        "SELECT {key} AS gkey, {label} AS glabel, {aggregates} FROM {tickets} {joins} GROUP BY 1, 2"
-    ).format(
-        key=g.key, label=g.label, aggregates=_AGGREGATES, tickets=selection.tickets(_TICKET_COLUMNS), joins=g.joins
+    aggregated = sql.SQL("SELECT {key} AS gkey, {aggregates} FROM {tickets} GROUP BY 1").format(
+        key=g.key, aggregates=_AGGREGATES, tickets=selection.tickets(_TICKET_COLUMNS)
     )
+    query = labelled(g, aggregated)
     found = conn.execute(query, {**selection.params(), "now": now}).fetchall()
     w = selection.window
     return arrange(by, found, _row, first_day=w.first_day, last_day=w.last_day, size="tickets")
