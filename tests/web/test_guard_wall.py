@@ -135,12 +135,15 @@ def test_the_wall_screen_sounds_new_alarms_by_severity_and_its_panels_never_move
                 expect(page.locator("#board")).to_contain_text("pressure 3.7 bar")
                 page.screenshot(path=screens_dir / "guard-wall-busy.png")
 
-                # more alarms than the panel shows: its list scrolls, the panel does not grow
-                scrolled = page.evaluate(
-                    """() => { const l = document.getElementById('alarm-list'); l.scrollTop = l.scrollHeight;
-                              return [l.scrollHeight > l.clientHeight, l.scrollTop > 0]; }"""
-                )
-                assert scrolled == [True, True]
+                # more alarms (and camera pictures) than the panel shows: its body scrolls, the panel
+                # does not grow
+                for body in ("alarm-list", "cameras"):
+                    scrolled = page.evaluate(
+                        """(id) => { const l = document.getElementById(id); l.scrollTop = l.scrollHeight;
+                                     return [l.scrollHeight > l.clientHeight, l.scrollTop > 0]; }""",
+                        body,
+                    )
+                    assert scrolled == [True, True], body
                 after = page.evaluate(LAYOUT)
                 assert after["panels"] == before["panels"]
                 # the screen itself never scrolls: everything stays in view, lists scroll inside
