@@ -81,7 +81,11 @@ def test_a_technician_resolves_a_ticket_from_a_phone(
         photo = jpeg((30, 160, 60))
         photo_input.set_input_files(files=[{"name": "joint.jpg", "mimeType": "image/jpeg", "buffer": photo}])
         page.get_by_test_id("photo-upload").click()
-        expect(page.locator("[data-testid=photos] img")).to_have_count(1)
+        try:  # the upload and the ticket read again: 15 s, as on a loaded machine it took over 5
+            expect(page.locator("[data-testid=photos] img")).to_have_count(1, timeout=15_000)
+        except AssertionError as err:
+            notices = page.locator(".notice").all_inner_texts()
+            raise AssertionError(f"no photo shown; the screen's notices: {notices}") from err
 
         page.get_by_test_id("work-done").fill("Tightened the joint and replaced its seal.")
         page.get_by_test_id("result").fill("The leak is fixed; the ceiling will dry in a day.")
