@@ -79,7 +79,12 @@ def test_a_technician_resolves_a_ticket_from_a_phone(
         photo_input = page.get_by_test_id("photo-input")
         assert photo_input.get_attribute("accept") == "image/*" and photo_input.get_attribute("capture") is not None
         photo = jpeg((30, 160, 60))
-        photo_input.set_input_files(files=[{"name": "joint.jpg", "mimeType": "image/jpeg", "buffer": photo}])
+        # as a person does: a tap on the input (focused, the screen then leaves the form alone while
+        # the live feed brings news), then the file. Files set straight into the input without focus
+        # could land in a form the feed's refresh had just replaced ("Take or choose a photo first.")
+        with page.expect_file_chooser() as chooser:
+            photo_input.click()
+        chooser.value.set_files(files=[{"name": "joint.jpg", "mimeType": "image/jpeg", "buffer": photo}])
         page.get_by_test_id("photo-upload").click()
         try:  # the upload and the ticket read again: 15 s, as on a loaded machine it took over 5
             expect(page.locator("[data-testid=photos] img")).to_have_count(1, timeout=15_000)
