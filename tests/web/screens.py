@@ -29,10 +29,24 @@ class Screen:
 
 
 @contextmanager
-def screen(chromium: Any, base_url: str, world: World, key: str, path: str, *, phone: bool = False) -> Iterator[Screen]:
-    """A fresh browser context logged in through the login form as estate A's `key`, on `path`."""
+def screen(
+    chromium: Any,
+    base_url: str,
+    world: World,
+    key: str,
+    path: str,
+    *,
+    phone: bool = False,
+    viewport: dict[str, int] | None = None,
+    init_script: str | None = None,
+) -> Iterator[Screen]:
+    """A fresh browser context logged in through the login form as estate A's `key`, on `path`;
+    `init_script` runs in every page before the page's own scripts."""
     options: dict[str, Any] = {"viewport": PHONE, "is_mobile": True, "has_touch": True} if phone else {}
-    context = chromium.new_context(base_url=base_url, viewport=options.pop("viewport", DESKTOP), **options)
+    viewport = viewport or options.pop("viewport", DESKTOP)
+    context = chromium.new_context(base_url=base_url, viewport=viewport, **options)
+    if init_script:
+        context.add_init_script(init_script)
     page = context.new_page()
     found = Screen(page)
     page.on("pageerror", lambda exc: found.errors.append(f"uncaught: {exc}"))

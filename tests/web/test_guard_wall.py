@@ -4,17 +4,16 @@ alarms; the page's own Web Audio calls, recorded), each severity in its own colo
 stay where they are while alarms, door events, readings and camera frames pour in."""
 
 import base64
-import io
 import uuid
 from datetime import UTC, datetime
 
-from PIL import Image
 from playwright.sync_api import expect
 
 from contract.access import AccessEvent
 from contract.messages import CameraFrame
 from tests.cloud.stack import Gateway, running_ingest, settings_for, wait_for
 from tests.web.conftest import ServedApp
+from tests.web.screens import jpeg, screen
 from tests.workflow.conftest import World
 
 #: records the frequency of every oscillator the page starts, then lets it sound as usual
@@ -41,16 +40,13 @@ LOW, HIGH = 660, 1046
 DEVICES = [f"pump-{i}" for i in range(1, 9)]
 
 
-def _jpeg(colour: str, size: tuple[int, int]) -> str:
-    out = io.BytesIO()
-    Image.new("RGB", size, colour).save(out, "JPEG")
-    return base64.b64encode(out.getvalue()).decode()
+def _jpeg(colour: tuple[int, int, int], size: tuple[int, int]) -> str:
+    return base64.b64encode(jpeg(colour, size)).decode()
 
 
 def test_the_wall_screen_sounds_new_alarms_by_severity_and_its_panels_never_move(
     world: World, served: ServedApp, chromium, screens_dir, mqtt_url: str
 ) -> None:
-    guard_name = world.a.accounts["guard"][0]
     gateway_id = f"gw-wall-{uuid.uuid4().hex[:6]}"
     settings = settings_for(
         world.database_url, mqtt_url, client_id=f"ingest-{gateway_id}", data_dir=world.settings.data_dir
@@ -61,14 +57,9 @@ def test_the_wall_screen_sounds_new_alarms_by_severity_and_its_panels_never_move
             gateway.birth([(name, "water-pump", "1") for name in DEVICES])
             wait_for(lambda: len(world.sql("SELECT 1 FROM devices WHERE gateway_id = %s", (gateway_id,))) == 8)
 
-            page = chromium.new_page(viewport={"width": 1920, "height": 1080})
-            page.add_init_script(TONE_RECORDER)
-            try:
-                page.goto(served.url + "/login")
-                page.fill("input[name=username]", guard_name)
-                page.fill("input[name=password]", "community-demo")
-                page.click("button[type=submit]")
-                page.wait_for_url(served.url + "/guard")
+            wall = {"width": 1920, "height": 1080}
+            with screen(chromium, served.url, world, "guard", "/guard", viewport=wall, init_script=TONE_RECORDER) as s:
+                page = s.page
                 expect(page.locator("#live-state")).to_have_attribute("data-state", "live")
                 expect(page.locator("#board")).to_contain_text("pump-8")
 
@@ -120,11 +111,11 @@ def test_the_wall_screen_sounds_new_alarms_by_severity_and_its_panels_never_move
                             granted=False,
                             reason="not_recognised",
                             distance=0.7,
-                            snapshot_jpeg=_jpeg("navy", (160, 120)),
+                            snapshot_jpeg=_jpeg((0, 0, 128), (160, 120)),
                         )
                     )
                 for camera in ("cam-lobby", "cam-garage", "cam-gate"):
-                    gateway.send(CameraFrame(ts=datetime.now(UTC), camera=camera, jpeg=_jpeg("darkgreen", (640, 360))))
+                    gateway.send(CameraFrame(ts=datetime.now(UTC), camera=camera, jpeg=_jpeg((0, 100, 0), (640, 360))))
                 # 24 alarms, 12 door events and 8 readings in a burst: given time on a busy machine
                 expect(page.locator("li.alarm")).to_have_count(4 + 3 * len(DEVICES), timeout=30_000)
                 expect(page.locator("li.door")).to_have_count(12, timeout=30_000)
@@ -152,7 +143,5 @@ def test_the_wall_screen_sounds_new_alarms_by_severity_and_its_panels_never_move
                 # every new alarm sounded: the minor one above and 24 more, a low tone each
                 page.wait_for_function("window.__tones.length >= 30")
                 assert page.evaluate("window.__tones") == [LOW, LOW, HIGH, HIGH, HIGH] + [LOW] * 25
-            finally:
-                page.close()
         finally:
             gateway.close()
